@@ -1,0 +1,44 @@
+# The two commands the README leads with: `make run` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install test lint typecheck layers unit integration run bench chaos clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+lint: install
+	$(BIN)/ruff check domain application adapters entrypoints schemas tests bench examples
+	$(BIN)/ruff format --check domain application adapters entrypoints schemas tests bench examples
+
+typecheck: install
+	$(BIN)/mypy domain application
+
+layers: install
+	$(BIN)/lint-imports
+
+unit: install
+	$(BIN)/pytest tests/unit -q
+
+integration: install
+	$(BIN)/pytest tests/integration -q
+
+test: lint typecheck layers
+	$(BIN)/pytest -q
+
+run: install
+	$(BIN)/python -m entrypoints.dev_run
+
+bench: install
+	$(BIN)/python bench/hot_path.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

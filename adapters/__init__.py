@@ -1,0 +1,1 @@
+"""Adapters behind the application ports: MongoDB, Pub/Sub, Firestore, files, fakes."""

@@ -1,0 +1,1 @@
+"""Use cases and the ports they need (typing.Protocol). Imports only the domain."""

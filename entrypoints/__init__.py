@@ -1,0 +1,1 @@
+"""Thin edges: CLI, HTTP probes, the worker, and the one composition root."""

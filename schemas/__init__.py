@@ -1,0 +1,1 @@
+"""Built-in JSON Schemas (<type>/<version>.json) and their migrations (<type>/migrations.py)."""
