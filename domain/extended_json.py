@@ -1,0 +1,213 @@
+"""Parsed Extended JSON (canonical or relaxed) -> the contract's JSON form, without bson objects.
+
+JSONL input is the hot path of ``replay``, ``source: jsonl`` and the benchmarks; building bson
+objects with ``json_util.loads`` only to map them to JSON again costs several times more. The
+result is defined to equal ``bson_to_json(json_util.loads(text))`` for everything json_util accepts
+(a property test holds us to it), so a document is judged identically from a file or a live stream.
+
+json_util treats a dict as a type wrapper when *any* of its keys is a wrapper key (the first one
+found decides) and raises if the rest does not fit; we do the same, except that where json_util
+would raise we keep the dict as a plain document. Common wrappers are decoded here directly; rare
+ones (regex, code, DBRef, legacy forms, ISO date strings) are handed to json_util itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import uuid
+from collections.abc import Callable
+from typing import Final
+
+import orjson
+from bson import json_util
+from bson.decimal128 import Decimal128
+
+from domain.bson_json import bson_to_json, format_datetime_ms
+from domain.json_types import JsonObject, JsonValue
+
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+class _NotAWrapper(Exception):
+    """json_util would reject this dict as a wrapper; keep it as a plain document."""
+
+
+def _only(document: JsonObject, key: str) -> JsonValue:
+    if len(document) != 1:
+        raise _NotAWrapper
+    return document[key]
+
+
+def _oid(document: JsonObject) -> JsonValue:
+    value = _only(document, "$oid")
+    if not isinstance(value, str) or len(value) != 24 or not _HEX.issuperset(value):
+        raise _NotAWrapper
+    return value.lower()
+
+
+def _int32(document: JsonObject) -> JsonValue:
+    value = _only(document, "$numberInt")
+    if not isinstance(value, str):
+        raise _NotAWrapper
+    try:
+        return int(value)
+    except ValueError:
+        raise _NotAWrapper from None
+
+
+def _int64(document: JsonObject) -> JsonValue:
+    value = _only(document, "$numberLong")
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _NotAWrapper from None
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise _NotAWrapper
+    return number
+
+
+def _double(document: JsonObject) -> JsonValue:
+    value = _only(document, "$numberDouble")
+    if not isinstance(value, str):
+        raise _NotAWrapper
+    try:
+        number = float(value)
+    except ValueError:
+        raise _NotAWrapper from None
+    if math.isfinite(number):
+        return number
+    if math.isnan(number):
+        return {"$numberDouble": "NaN"}
+    return {"$numberDouble": "Infinity" if number > 0 else "-Infinity"}
+
+
+def _decimal(document: JsonObject) -> JsonValue:
+    value = _only(document, "$numberDecimal")
+    if not isinstance(value, str):
+        raise _NotAWrapper
+    try:
+        return str(Decimal128(value))
+    except Exception:
+        raise _NotAWrapper from None
+
+
+def _date(document: JsonObject) -> JsonValue:
+    value = _only(document, "$date")
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("$numberLong"), str):
+        try:
+            return format_datetime_ms(int(value["$numberLong"]))  # type: ignore[arg-type]
+        except ValueError:
+            raise _NotAWrapper from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return format_datetime_ms(value)
+    return _via_json_util(document)
+
+
+def _binary(document: JsonObject) -> JsonValue:
+    value = document["$binary"]
+    if "$type" in document or not isinstance(value, dict) or len(document) != 1:
+        return _via_json_util(document)
+    data, subtype = value.get("base64"), value.get("subType")
+    if len(value) != 2 or not isinstance(data, str) or not isinstance(subtype, str) or len(subtype) > 2:
+        raise _NotAWrapper
+    try:
+        raw = base64.b64decode(data.encode())
+        number = int(subtype, 16)
+    except ValueError:
+        raise _NotAWrapper from None
+    if number == 4 and len(raw) == 16:
+        return str(uuid.UUID(bytes=raw))
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _timestamp(document: JsonObject) -> JsonValue:
+    value = _only(document, "$timestamp")
+    if not isinstance(value, dict) or set(value) != {"t", "i"}:
+        raise _NotAWrapper
+    t, i = value["t"], value["i"]
+    if type(t) is not int or type(i) is not int or not (0 <= t <= 0xFFFFFFFF and 0 <= i <= 0xFFFFFFFF):
+        raise _NotAWrapper
+    return {"t": t, "i": i}
+
+
+def _min_key(document: JsonObject) -> JsonValue:
+    if type(_only(document, "$minKey")) is not int or document["$minKey"] != 1:
+        raise _NotAWrapper
+    return {"$minKey": 1}
+
+
+def _max_key(document: JsonObject) -> JsonValue:
+    if type(_only(document, "$maxKey")) is not int or document["$maxKey"] != 1:
+        raise _NotAWrapper
+    return {"$maxKey": 1}
+
+
+def _symbol(document: JsonObject) -> JsonValue:
+    value = _only(document, "$symbol")
+    return value if isinstance(value, str) else _via_json_util(document)
+
+
+def _undefined(_: JsonObject) -> JsonValue:
+    return None
+
+
+def _via_json_util(document: JsonObject) -> JsonValue:
+    """Rare wrappers: let json_util decide, exactly as it would for the whole file."""
+    try:
+        decoded = json_util.loads(orjson.dumps(document))
+    except Exception:
+        raise _NotAWrapper from None
+    return bson_to_json(decoded)
+
+
+_WRAPPERS: Final[dict[str, Callable[[JsonObject], JsonValue]]] = {
+    "$oid": _oid,
+    "$ref": _via_json_util,
+    "$date": _date,
+    "$regex": _via_json_util,
+    "$minKey": _min_key,
+    "$maxKey": _max_key,
+    "$binary": _binary,
+    "$code": _via_json_util,
+    "$uuid": _via_json_util,
+    "$undefined": _undefined,
+    "$numberLong": _int64,
+    "$timestamp": _timestamp,
+    "$numberDecimal": _decimal,
+    "$dbPointer": _via_json_util,
+    "$regularExpression": _via_json_util,
+    "$symbol": _symbol,
+    "$numberInt": _int32,
+    "$numberDouble": _double,
+}
+
+
+def extended_json_to_json(value: JsonValue) -> JsonValue:
+    """Map an ``orjson.loads`` result of Extended JSON to the contract's JSON form."""
+    kind = type(value)
+    if kind is dict:
+        return _document(value)  # type: ignore[arg-type]
+    if kind is list:
+        return [extended_json_to_json(item) for item in value]  # type: ignore[union-attr]
+    if kind is float:
+        return value if math.isfinite(value) else bson_to_json(value)  # type: ignore[arg-type]
+    return value
+
+
+_WRAPPER_KEYS: Final = frozenset(_WRAPPERS)
+
+
+def _document(document: JsonObject) -> JsonValue:
+    if not _WRAPPER_KEYS.isdisjoint(document):
+        key = next(k for k in document if k in _WRAPPER_KEYS)
+        try:
+            return _WRAPPERS[key](document)
+        except _NotAWrapper:
+            pass
+    return {
+        key: (item if type(item) is str or type(item) is int else extended_json_to_json(item))
+        for key, item in document.items()
+    }

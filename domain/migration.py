@@ -1,0 +1,158 @@
+"""Migrations between schema versions, registered per (type, from, to), applied along the shortest path.
+
+Registries are graphs, not chains: teams add a v3→v2 downgrade or a v1→v3 shortcut, and cycles are
+normal. Breadth-first search gives the fewest steps; ties go to the neighbour that sorts first in
+natural version order, so the same registry always takes the same path. Each step works on a copy,
+and a step that does not set ``_schema_version`` gets it set to the step's target.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, overload
+
+from attrs import frozen
+
+from domain.json_types import JsonObject
+from domain.schema_registry import version_key
+
+MigrationFn = Callable[[JsonObject], JsonObject]
+_T = TypeVar("_T")
+
+
+class MigrationError(Exception):
+    """Base of the migration failures; each maps to its own rejection reason."""
+
+
+class MigrationPathMissing(MigrationError):
+    """No chain of registered migrations leads from the source version to the target."""
+
+
+class MigrationFailed(MigrationError):
+    """A migration function raised; the original exception is the ``__cause__``."""
+
+
+@frozen
+class MigrationResult:
+    document: JsonObject
+    path: tuple[str, ...]
+
+
+class _Registrar(Generic[_T]):
+    """``register_migration`` on the class registers into the process-wide default migrator (the
+    seed's spelling, ``SchemaMigrator.register_migration(DocumentType.INVENTORY, "v1", "v2", fn)``);
+    on an instance, into that instance."""
+
+    @overload
+    def __get__(self, instance: None, owner: type[SchemaMigrator]) -> Callable[[str, str, str, MigrationFn], None]: ...
+    @overload
+    def __get__(
+        self, instance: SchemaMigrator, owner: type[SchemaMigrator]
+    ) -> Callable[[str, str, str, MigrationFn], None]: ...
+
+    def __get__(
+        self, instance: SchemaMigrator | None, owner: type[SchemaMigrator]
+    ) -> Callable[[str, str, str, MigrationFn], None]:
+        target = owner.default() if instance is None else instance
+        return target._register
+
+
+class SchemaMigrator:
+    """A registry of migration functions with shortest-path migration."""
+
+    _default: SchemaMigrator | None = None
+    register_migration: _Registrar[Any] = _Registrar()
+
+    def __init__(self) -> None:
+        self._edges: dict[str, dict[str, dict[str, MigrationFn]]] = {}
+        self._paths: dict[tuple[str, str, str], tuple[str, ...] | None] = {}
+
+    @classmethod
+    def default(cls) -> SchemaMigrator:
+        """The process-wide migrator that class-level ``register_migration`` calls fill."""
+        if cls._default is None:
+            cls._default = SchemaMigrator()
+        return cls._default
+
+    def _register(self, document_type: str, from_version: str, to_version: str, fn: MigrationFn) -> None:
+        """Register (or replace: last registration wins) the migration of one edge."""
+        self._edges.setdefault(str(document_type), {}).setdefault(from_version, {})[to_version] = fn
+        self._paths.clear()
+
+    def migration(self, document_type: str, from_version: str, to_version: str) -> Callable[[MigrationFn], MigrationFn]:
+        """Decorator form of ``register_migration``."""
+
+        def decorate(fn: MigrationFn) -> MigrationFn:
+            self._register(document_type, from_version, to_version, fn)
+            return fn
+
+        return decorate
+
+    def include(self, other: SchemaMigrator) -> None:
+        """Add every edge of ``other`` (its registrations win over ours)."""
+        for document_type, sources in other._edges.items():
+            for source, targets in sources.items():
+                for target, fn in targets.items():
+                    self._register(document_type, source, target, fn)
+
+    def edges(self) -> list[tuple[str, str, str]]:
+        """Every registered (type, from, to)."""
+        return [(t, s, d) for t, sources in self._edges.items() for s, targets in sources.items() for d in targets]
+
+    def find_path(self, *, document_type: str, from_version: str, to_version: str) -> tuple[str, ...]:
+        key = (str(document_type), from_version, to_version)
+        if key not in self._paths:
+            self._paths[key] = self._search(*key)
+        path = self._paths[key]
+        if path is None:
+            raise MigrationPathMissing(
+                f"no registered migration path for {document_type} from {from_version} to {to_version}; "
+                f"register one (e.g. {from_version}->{to_version}) in schemas/{document_type}/migrations.py"
+            )
+        return path
+
+    def _search(self, document_type: str, source: str, target: str) -> tuple[str, ...] | None:
+        if source == target:
+            return (source,)
+        graph = self._edges.get(document_type, {})
+        previous: dict[str, str] = {source: source}
+        queue = deque([source])
+        while queue:
+            current = queue.popleft()
+            for neighbour in sorted(graph.get(current, {}), key=version_key):
+                if neighbour in previous:
+                    continue
+                previous[neighbour] = current
+                if neighbour == target:
+                    path = [target]
+                    while path[-1] != source:
+                        path.append(previous[path[-1]])
+                    return tuple(reversed(path))
+                queue.append(neighbour)
+        return None
+
+    def migrate(
+        self, *, document_type: str, document: JsonObject, from_version: str, to_version: str
+    ) -> MigrationResult:
+        """Apply each step of the shortest path to a copy of ``document``."""
+        path = self.find_path(document_type=document_type, from_version=from_version, to_version=to_version)
+        current = copy.deepcopy(document)
+        for source, target in itertools.pairwise(path):
+            fn = self._edges[str(document_type)][source][target]
+            try:
+                result = fn(current)
+            except Exception as error:
+                raise MigrationFailed(
+                    f"migration {document_type} {source}->{target} raised {type(error).__name__}: {error}"
+                ) from error
+            if not isinstance(result, dict):
+                raise MigrationFailed(
+                    f"migration {document_type} {source}->{target} returned {type(result).__name__}, not a document"
+                )
+            if result.get("_schema_version") in (None, source):
+                result = {**result, "_schema_version": target}
+            current = result
+        return MigrationResult(document=current, path=path)
