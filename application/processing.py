@@ -1,0 +1,321 @@
+"""The processing step: one change event in, one outcome out.
+
+``replay``, ``run`` and ``backfill`` all call this, so a document is judged the same way whether it
+comes from a file, a live stream or a snapshot. It validates against the declared (or detected)
+version, migrates along the shortest path to the newest version, validates the result, and builds
+the message; every rejection is logged here, once, as ``event=document_rejected``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import structlog
+from attrs import frozen
+
+from application.outcomes import Outcome, Publish, Reject, RejectReason, Skip, SkipReason
+from domain.change_event import ABSENT, ChangeEvent, OperationKind
+from domain.envelope import (
+    MAX_MESSAGE_BYTES,
+    OrderingStrategy,
+    OutboundMessage,
+    SchemaInfo,
+    build_attributes,
+    build_envelope,
+    correlation_id_of,
+    encode,
+    event_id,
+    ordering_key,
+)
+from domain.json_types import JsonObject
+from domain.migration import MigrationFailed, MigrationPathMissing, SchemaMigrator
+from domain.schema_registry import SchemaRegistry, SchemaViolation
+
+log = structlog.get_logger("connector.processing")
+
+MAX_ATTRIBUTE_CHARS = 1000
+"""Pub/Sub attribute values are limited to 1024 bytes; error texts are cut to fit."""
+
+
+@frozen
+class StreamRoute:
+    """Where one collection's events go, and which document type (if any) validates them."""
+
+    collection: str
+    topic: str
+    document_type: str | None = None
+
+
+@frozen
+class ProcessingSettings:
+    """Everything the step needs from configuration, already validated."""
+
+    routes: Mapping[str, StreamRoute]
+    database: str | None = None
+    ordering: OrderingStrategy = OrderingStrategy.BUCKETED
+    ordering_buckets: int = 16
+    include_before: bool = False
+    dead_letter_topic: str | None = None
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+
+
+class _Rejected(Exception):
+    def __init__(
+        self,
+        reason: RejectReason,
+        errors: tuple[str, ...],
+        source_version: str | None,
+        violations: tuple[SchemaViolation, ...] = (),
+    ) -> None:
+        super().__init__(reason.value)
+        self.reason, self.errors, self.source_version = reason, errors, source_version
+        self.violations = violations
+
+
+class ProcessingStep:
+    """Turns change events into outcomes; holds no per-event state, so it is safe to share."""
+
+    def __init__(self, *, settings: ProcessingSettings, registry: SchemaRegistry, migrator: SchemaMigrator) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._migrator = migrator
+
+    def process(self, event: ChangeEvent) -> Outcome:
+        kind = event.kind
+        if kind is OperationKind.INVALIDATE:
+            return Skip(event=event, reason=SkipReason.INVALIDATE)
+        if kind is OperationKind.END_OF_TRANSACTION:
+            return self._skip(event, SkipReason.END_OF_TRANSACTION)
+        if kind is OperationKind.UNKNOWN:
+            return self._skip(event, SkipReason.UNKNOWN_OPERATION_TYPE)
+        settings = self._settings
+        if settings.database is not None and event.database != settings.database:
+            return Skip(event=event, reason=SkipReason.DATABASE_NOT_CONFIGURED)
+        if event.operation == "dropDatabase":
+            return self._publish_ddl(event, tuple(settings.routes.values()))
+        route = settings.routes.get(event.collection or "")
+        if route is None:
+            return Skip(event=event, reason=SkipReason.COLLECTION_NOT_CONFIGURED)
+        if kind is OperationKind.DDL:
+            return self._publish_ddl(event, (route,))
+        return self._process_data(event, route)
+
+    def _process_data(self, event: ChangeEvent, route: StreamRoute) -> Outcome:
+        full = event.full_document
+        document = None if full is ABSENT else full
+        schema: SchemaInfo | None = None
+        if document is not None and route.document_type is not None:
+            try:
+                document, schema = self._conform(route.document_type, document)
+            except _Rejected as rejected:
+                return self._reject(event, route, document, rejected)
+        eid = event_id(event.token.data)
+        correlation = correlation_id_of(document, eid)
+        envelope = build_envelope(
+            event=event,
+            event_id_=eid,
+            collection=route.collection,
+            document=document,
+            schema=schema,
+            correlation_id=correlation,
+            include_before=self._settings.include_before,
+        )
+        data = encode(envelope)
+        if len(data) > self._settings.max_message_bytes:
+            too_large = _Rejected(
+                RejectReason.TOO_LARGE,
+                (f"message is {len(data)} bytes; the limit is {self._settings.max_message_bytes}",),
+                None if schema is None else schema.source_version,
+            )
+            return self._reject(event, route, None, too_large)
+        attributes = build_attributes(
+            event=event,
+            event_id_=eid,
+            collection=route.collection,
+            document_type=route.document_type,
+            schema=schema,
+            correlation_id=correlation,
+        )
+        message = OutboundMessage(
+            topic=route.topic,
+            data=data,
+            ordering_key=self._ordering_key(event, route.collection),
+            attributes=attributes,
+            event_id=eid,
+        )
+        return Publish(event=event, messages=(message,))
+
+    def _conform(self, document_type: str, document: JsonObject) -> tuple[JsonObject, SchemaInfo]:
+        """Validate, migrate to the newest version, validate again; raise ``_Rejected`` on failure."""
+        registry = self._registry
+        declared = document.get("_schema_version", ABSENT)
+        if declared is ABSENT:
+            detected = registry.detect_version(document_type=document_type, document=document)
+            if detected is None:
+                errors = _violations(registry, document_type, registry.newest(document_type), document)
+                raise _Rejected(RejectReason.SCHEMA_UNDETECTED, _texts(errors), None, errors)
+            source = detected
+            document = {**document, "_schema_version": detected}
+        elif not isinstance(declared, str) or not registry.has(document_type, declared):
+            known = ", ".join(registry.versions(document_type))
+            message = f"_schema_version {declared!r} is not a registered {document_type} version ({known})"
+            raise _Rejected(RejectReason.UNKNOWN_SCHEMA_VERSION, (message,), None)
+        else:
+            source = declared
+            violations = registry.validate(document_type=document_type, version=source, document=document)
+            if violations:
+                raise _Rejected(RejectReason.VALIDATION_FAILED, _texts(violations), source, violations)
+        target = registry.newest(document_type)
+        if source != target:
+            try:
+                result = self._migrator.migrate(
+                    document_type=document_type, document=document, from_version=source, to_version=target
+                )
+            except MigrationPathMissing as error:
+                raise _Rejected(RejectReason.MIGRATION_PATH_MISSING, (str(error),), source) from None
+            except MigrationFailed as error:
+                raise _Rejected(RejectReason.MIGRATION_FAILED, (str(error),), source) from None
+            document = result.document
+            violations = registry.validate(document_type=document_type, version=target, document=document)
+            if violations:
+                raise _Rejected(RejectReason.MIGRATION_RESULT_INVALID, _texts(violations), source, violations)
+            log.debug("document_migrated", document_type=document_type, from_version=source, to_version=target)
+        return document, SchemaInfo(document_type=document_type, version=target, source_version=source)
+
+    def _publish_ddl(self, event: ChangeEvent, routes: tuple[StreamRoute, ...]) -> Outcome:
+        eid = event_id(event.token.data)
+        messages = []
+        for route in routes:
+            collection = event.collection if event.collection is not None else route.collection
+            envelope = build_envelope(
+                event=event,
+                event_id_=eid,
+                collection=event.collection,
+                document=None,
+                schema=None,
+                correlation_id=eid,
+                include_before=self._settings.include_before,
+            )
+            attributes = build_attributes(
+                event=event,
+                event_id_=eid,
+                collection=event.collection,
+                document_type=route.document_type,
+                schema=None,
+                correlation_id=eid,
+            )
+            messages.append(
+                OutboundMessage(
+                    topic=route.topic,
+                    data=encode(envelope),
+                    ordering_key=self._ordering_key(event, collection),
+                    attributes=attributes,
+                    event_id=eid,
+                )
+            )
+        return Publish(event=event, messages=tuple(messages))
+
+    def _ordering_key(self, event: ChangeEvent, collection: str) -> str:
+        return ordering_key(
+            strategy=self._settings.ordering,
+            collection=collection,
+            document_key=event.document_key,
+            buckets=self._settings.ordering_buckets,
+        )
+
+    def _reject(
+        self, event: ChangeEvent, route: StreamRoute, document: JsonObject | None, rejected: _Rejected
+    ) -> Reject:
+        eid = event_id(event.token.data)
+        correlation = correlation_id_of(document, eid)
+        document_id = event.document_id
+        log.warning(
+            "document_rejected",
+            reason=rejected.reason.value,
+            errors=list(rejected.errors),
+            document_id=document_id,
+            correlation_id=correlation,
+            collection=route.collection,
+            operation=event.operation,
+            document_type=route.document_type,
+            schema_version=rejected.source_version,
+            warehouse_id=None if document is None else document.get("warehouse_id"),
+            event_id=eid,
+        )
+        dead_letter = None
+        topic = self._settings.dead_letter_topic
+        if topic is not None:
+            dead_letter = self._dead_letter(event, route, document, rejected, topic, eid, correlation)
+        return Reject(
+            event=event,
+            reason=rejected.reason,
+            errors=rejected.errors,
+            source_version=rejected.source_version,
+            dead_letter=dead_letter,
+            violations=rejected.violations,
+        )
+
+    def _dead_letter(
+        self,
+        event: ChangeEvent,
+        route: StreamRoute,
+        document: JsonObject | None,
+        rejected: _Rejected,
+        topic: str,
+        eid: str,
+        correlation: str,
+    ) -> OutboundMessage:
+        too_large = rejected.reason is RejectReason.TOO_LARGE
+        envelope = build_envelope(
+            event=event,
+            event_id_=eid,
+            collection=route.collection,
+            document=None if too_large else document,
+            schema=None,
+            correlation_id=correlation,
+            include_before=self._settings.include_before and not too_large,
+        )
+        if too_large:
+            envelope["update_description"] = None
+        attributes = build_attributes(
+            event=event,
+            event_id_=eid,
+            collection=route.collection,
+            document_type=route.document_type,
+            schema=None,
+            correlation_id=correlation,
+        )
+        if rejected.source_version is not None:
+            attributes["source_schema_version"] = rejected.source_version
+        attributes["reason"] = rejected.reason.value
+        attributes["error"] = "; ".join(rejected.errors)[:MAX_ATTRIBUTE_CHARS]
+        return OutboundMessage(
+            topic=topic,
+            data=encode(envelope),
+            ordering_key=self._ordering_key(event, route.collection),
+            attributes=attributes,
+            event_id=eid,
+        )
+
+    def _skip(self, event: ChangeEvent, reason: SkipReason) -> Skip:
+        log.info(
+            "event_skipped",
+            reason=reason.value,
+            operation=event.operation,
+            correlation_id=event_id(event.token.data),
+            resume_token=event.token.data,
+        )
+        return Skip(event=event, reason=reason)
+
+
+def _texts(violations: tuple[SchemaViolation, ...]) -> tuple[str, ...]:
+    """``<JSON Pointer>: <message>``; the whole document's pointer is the empty string."""
+    return tuple(f"{v.path}: {v.message}" for v in violations)
+
+
+def _violations(
+    registry: SchemaRegistry, document_type: str, version: str, document: JsonObject
+) -> tuple[SchemaViolation, ...]:
+    """Errors against the newest version (ignoring ``_schema_version``), to explain a detection miss."""
+    probe = {**document, "_schema_version": version}
+    return registry.validate(document_type=document_type, version=version, document=probe)

@@ -1,0 +1,3 @@
+"""Sub-commands of ``connector``; importing this package registers them on the group."""
+
+from entrypoints.commands import replay  # noqa: F401

@@ -1,0 +1,101 @@
+"""Configuration: defaults, environment overrides, and one clear error per bad key naming its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from entrypoints.config import ConfigError, load_config, structure_config
+
+
+def test_defaults_match_the_contract() -> None:
+    config = load_config(environ={})
+    assert config.source == "mongodb"
+    assert config.mongodb.full_document == "updateLookup"
+    assert config.mongodb.full_document_before_change == "off"
+    assert [s.collection for s in config.streams] == ["inventory", "transactions"]
+    assert config.pubsub.ordering == "bucketed" and config.pubsub.ordering_buckets == 16
+    assert config.pubsub.max_in_flight_messages == 10000
+    assert config.token_store.checkpoint_interval_ms == 1000
+    assert config.http.port == 8080
+    assert config.retry.max_elapsed_s == 0
+    assert config.token_project_id == "local-project"
+
+
+def test_yaml_then_environment_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("source: jsonl\npubsub: {ordering_buckets: 4, project_id: from-file}\n")
+    env = {
+        "CONNECTOR_CONFIG": str(path),
+        "CONNECTOR_PUBSUB__ORDERING_BUCKETS": "32",
+        "CONNECTOR_JSONL__FOLLOW": "true",
+        "PORT": "9090",
+        "GOOGLE_CLOUD_PROJECT": "ignored-because-file-sets-it",
+    }
+    config = load_config(environ=env)
+    assert config.source == "jsonl"
+    assert config.pubsub.ordering_buckets == 32
+    assert config.pubsub.project_id == "from-file"
+    assert config.jsonl.follow is True
+    assert config.http.port == 9090
+
+
+def test_google_cloud_project_fills_in_when_unset() -> None:
+    assert load_config(environ={"GOOGLE_CLOUD_PROJECT": "prod-1"}).pubsub.project_id == "prod-1"
+
+
+def test_bare_yaml_off_means_off(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("mongodb: {full_document_before_change: off}\n")
+    assert load_config(path, environ={}).mongodb.full_document_before_change == "off"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"sourc": "jsonl"}, "(top level): unknown key(s) sourc"),
+        ({"source": "kafka"}, "source: expected one of 'mongodb', 'jsonl', 'simulated', got kafka"),
+        ({"mongodb": {"batch_size": "many"}}, "mongodb.batch_size: expected an integer"),
+        ({"mongodb": {"batch_size": 0}}, "mongodb.batch_size: must be >= 1"),
+        ({"mongodb": {"full_document": "always"}}, "mongodb.full_document: expected one of"),
+        ({"mongodb": {"full_document_before_change": "sometimes"}}, "full_document_before_change"),
+        ({"jsonl": {"follow": "yes please"}}, "jsonl.follow: expected true or false"),
+        ({"streams": [{"collection": "a"}]}, "streams[0].topic: required key missing"),
+        ({"streams": [{"collection": "a", "topic": "t", "colour": 1}]}, "streams[0]: unknown key(s) colour"),
+        ({"pubsub": {"ordering": "random"}}, "pubsub.ordering: expected one of"),
+        ({"pubsub": {"ordering_buckets": 1.5}}, "pubsub.ordering_buckets: expected an integer"),
+        ({"pubsub": {"max_in_flight_messages": -1}}, "pubsub.max_in_flight_messages: must be >= 1"),
+        ({"token_store": {"backend": "redis"}}, "token_store.backend: expected one of"),
+        ({"token_store": {"checkpoint_interval_ms": 0}}, "token_store.checkpoint_interval_ms: must be >= 1"),
+        ({"schemas": {"on_invalid": "ignore"}}, "schemas.on_invalid: expected one of"),
+        ({"schemas": {"on_invalid": "dead_letter"}}, "needs pubsub.dead_letter_topic"),
+        ({"http": {"port": 70000}}, "http.port: must be <= 65535"),
+        ({"retry": {"multiplier": 0.5}}, "retry.multiplier: must be >= 1.0"),
+        ({"logging": {"level": "LOUD"}}, "logging.level: expected one of"),
+        ({"logging": {"format": "xml"}}, "logging.format: expected one of"),
+    ],
+)
+def test_bad_values_name_their_key(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        structure_config(raw)
+    assert message in str(error.value)
+
+
+def test_unknown_environment_section_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CONNECTOR_PUBSUBB__X: unknown section"):
+        load_config(environ={"CONNECTOR_PUBSUBB__X": "1"})
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml", environ={})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("source: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad, environ={})
+
+
+def test_secrets_never_appear_in_errors_or_repr() -> None:
+    uri = "mongodb://admin:s3cret-pw@db.example:27017/?replicaSet=rs0"
+    with pytest.raises(ConfigError) as error:
+        structure_config({"mongodb": {"uri": uri, "batch_size": "x"}})
+    assert "s3cret-pw" not in str(error.value)
+    assert "s3cret-pw" not in repr(structure_config({"mongodb": {"uri": uri}}))
