@@ -1,0 +1,50 @@
+"""Metrics that only count (tests, replay) — the Prometheus adapter implements the same port."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+from attrs import define, field
+
+
+@define
+class RecordingMetrics:
+    read: Counter[tuple[str, str]] = field(factory=Counter)
+    published: Counter[tuple[str, str]] = field(factory=Counter)
+    rejected: Counter[tuple[str, str]] = field(factory=Counter)
+    skipped: Counter[str] = field(factory=Counter)
+    retries: Counter[str] = field(factory=Counter)
+    latencies: list[float] = field(factory=list)
+    lags: list[float] = field(factory=list)
+    max_in_flight: int = 0
+    last_checkpoint: datetime | None = None
+    owned: bool = False
+
+    def event_read(self, *, collection: str, operation: str) -> None:
+        self.read[(collection, operation)] += 1
+
+    def event_published(self, *, collection: str, operation: str, latency_seconds: float) -> None:
+        self.published[(collection, operation)] += 1
+        self.latencies.append(latency_seconds)
+
+    def event_rejected(self, *, collection: str, operation: str, reason: str) -> None:
+        self.rejected[(collection, str(reason))] += 1
+
+    def event_skipped(self, *, reason: str) -> None:
+        self.skipped[str(reason)] += 1
+
+    def lag(self, *, seconds: float) -> None:
+        self.lags.append(seconds)
+
+    def checkpoint_saved(self, *, at: datetime) -> None:
+        self.last_checkpoint = at
+
+    def in_flight(self, *, messages: int) -> None:
+        self.max_in_flight = max(self.max_in_flight, messages)
+
+    def retried(self, *, kind: str) -> None:
+        self.retries[kind] += 1
+
+    def lease_owned(self, *, owned: bool) -> None:
+        self.owned = owned

@@ -1,0 +1,62 @@
+"""A change source that plays a fixed list of events, for tests: resumes like a real stream, can
+fail at chosen points, paces itself on the clock, then idles with heartbeats and ends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from application.ports import Heartbeat, SourceError, SourceEvent, SourceItem, StartPosition
+from domain.change_event import ChangeEvent
+
+
+class ScriptedSource:
+    """Implements the ChangeSource port over ``events`` (in token order)."""
+
+    def __init__(
+        self,
+        events: Sequence[ChangeEvent],
+        *,
+        advance: Callable[[float], None] | None = None,
+        interval: float = 0.001,
+        fail_at: Callable[[int], SourceError | None] | None = None,
+        heartbeats: Sequence[Heartbeat] = (),
+    ) -> None:
+        self._events = list(events)
+        self._advance = advance
+        self._interval = interval
+        self._fail_at = fail_at
+        self._heartbeats = list(heartbeats)
+        self._closed = False
+        self.reads: list[StartPosition] = []
+        self.delivered = 0
+
+    def read(self, start: StartPosition) -> Iterator[SourceItem]:
+        self.reads.append(start)
+        self._closed = False
+        index = 0
+        after = start.resume_after or start.start_after
+        if after is not None:
+            tokens = [e.token.data for e in self._events]
+            if after.data not in tokens:
+                raise SourceError(f"resume token {after.data[:24]}… not in the stream", retryable=False)
+            index = tokens.index(after.data) + 1
+        for event in self._events[index:]:
+            if self._closed:
+                return
+            if self._fail_at is not None:
+                error = self._fail_at(self.delivered)
+                if error is not None:
+                    raise error
+            if self._advance is not None:
+                self._advance(self._interval)
+            self.delivered += 1
+            yield SourceEvent(event)
+        for heartbeat in self._heartbeats:  # an idle stream: post-batch tokens only
+            if self._closed:
+                return
+            if self._advance is not None:
+                self._advance(self._interval)
+            yield heartbeat
+
+    def close(self) -> None:
+        self._closed = True

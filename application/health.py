@@ -1,0 +1,44 @@
+"""What /health and /readiness report, written by the worker and read by the HTTP thread."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+from attrs import define, field
+
+
+@define
+class HealthState:
+    """Readiness needs an open stream and no check failing; each failing check has a message."""
+
+    alive: bool = True
+    stream_open: bool = False
+    failing: dict[str, str] = field(factory=dict)
+    last_checkpoint_at: datetime | None = None
+    _lock: threading.Lock = field(factory=threading.Lock, repr=False)
+
+    def fail(self, check: str, message: str) -> None:
+        with self._lock:
+            self.failing[check] = message
+
+    def ok(self, check: str) -> None:
+        with self._lock:
+            self.failing.pop(check, None)
+
+    def set_stream_open(self, is_open: bool) -> None:
+        with self._lock:
+            self.stream_open = is_open
+
+    def died(self, message: str) -> None:
+        with self._lock:
+            self.alive = False
+            self.failing["worker"] = message
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        """(ready, problems): ready only when the stream is open and nothing is failing."""
+        with self._lock:
+            problems = dict(self.failing)
+            if not self.stream_open and "worker" not in problems:
+                problems.setdefault("stream", "change stream not open yet")
+            return not problems, problems

@@ -1,0 +1,233 @@
+"""The ports the pipeline needs. Adapters implement them; in-memory fakes implement them for tests.
+
+Each port says what the pipeline relies on, not how an adapter does it: a publisher reports every
+message exactly once through its callback, a token store refuses to move a checkpoint backwards,
+a clock is the only way the pipeline waits (so tests can run thousands of fault scenarios on a
+simulated clock in seconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Protocol
+
+from attrs import frozen
+
+from domain.change_event import ChangeEvent, ClusterTime, ResumeToken
+from domain.envelope import OutboundMessage
+
+# ---------------------------------------------------------------- change source
+
+
+@frozen
+class StartPosition:
+    """Where a stream starts: after a stored token, after an invalidate, at a time, or now."""
+
+    resume_after: ResumeToken | None = None
+    start_after: ResumeToken | None = None
+    at_time: ClusterTime | None = None
+
+    @property
+    def is_now(self) -> bool:
+        return self.resume_after is None and self.start_after is None and self.at_time is None
+
+
+@frozen
+class SourceEvent:
+    """A whole change event (split fragments already joined)."""
+
+    event: ChangeEvent
+
+
+@frozen
+class Heartbeat:
+    """No event, but the stream moved: the server's post-batch resume token. Checkpointing it keeps an
+    idle stream's token from ageing out of the oplog."""
+
+    token: ResumeToken
+    cluster_time: ClusterTime | None = None
+
+
+SourceItem = SourceEvent | Heartbeat
+
+
+class SourceError(Exception):
+    """A source failure. ``retryable`` ones are retried with backoff; the others stop the worker and
+    ``recovery`` says what an operator should do."""
+
+    def __init__(self, message: str, *, retryable: bool, recovery: str = "") -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.recovery = recovery
+
+
+class ChangeSource(Protocol):
+    """A change stream (or a stand-in for one) for one stream id."""
+
+    def read(self, start: StartPosition) -> Iterator[SourceItem]:
+        """Yield items in stream order from ``start``; the iterator ends only for finite sources
+        (a JSONL file without follow). Raises :class:`SourceError`."""
+        ...
+
+    def close(self) -> None:
+        """Interrupt a blocking read from another thread; the iterator then ends."""
+        ...
+
+
+# ---------------------------------------------------------------- publisher
+
+
+class PublishError(Exception):
+    """A publish that failed. ``retryable`` (unavailable, deadline, paused ordering key) are retried;
+    the others (topic missing, permission denied) stop the worker with ``recovery`` advice."""
+
+    def __init__(self, message: str, *, retryable: bool, recovery: str = "") -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.recovery = recovery
+
+
+PublishCallback = Callable[[PublishError | None], None]
+
+
+class Publisher(Protocol):
+    """Asynchronous publishing with ordering keys, as the Pub/Sub client does it."""
+
+    def publish(self, message: OutboundMessage, on_done: PublishCallback) -> None:
+        """Start publishing; ``on_done`` is called exactly once, from any thread, with ``None`` on
+        success. After a failure on an ordering key, later messages with that key fail too until
+        :meth:`resume` is called (Pub/Sub's ordered publishing semantics)."""
+        ...
+
+    def resume(self, topic: str, ordering_key: str) -> None:
+        """Allow publishing on an ordering key again after a failure."""
+        ...
+
+    def flush(self, timeout: float) -> bool:
+        """Send what is batched; True when nothing is left in flight within ``timeout`` seconds."""
+        ...
+
+    def close(self) -> None:
+        """Release the client; pending messages are not waited for."""
+        ...
+
+
+# ---------------------------------------------------------------- token store
+
+
+@frozen
+class Checkpoint:
+    """A stream's resume position. The whole token is kept (``_typeBits`` included)."""
+
+    token: ResumeToken
+    cluster_time: ClusterTime | None
+    updated_at: datetime | None = None
+    owner: str | None = None
+    generation: int = 0
+
+
+@frozen
+class Lease:
+    """The right to publish and checkpoint a stream, until ``expires_at``; ``generation`` fences
+    out older owners (a checkpoint carrying a smaller generation is refused)."""
+
+    stream_id: str
+    owner: str
+    generation: int
+    expires_at: datetime
+
+
+class StaleCheckpoint(Exception):
+    """The save would move the checkpoint backwards, or came from a fenced-out owner."""
+
+
+class LeaseLost(Exception):
+    """Another instance holds the stream's lease now; this one must stop publishing."""
+
+
+class TokenStoreError(Exception):
+    """The store could not be reached; retried with backoff."""
+
+
+class TokenStore(Protocol):
+    """Where resume positions and leases live (Firestore in production)."""
+
+    def load(self, stream_id: str) -> Checkpoint | None:
+        """The stored checkpoint, or None for a stream never checkpointed."""
+        ...
+
+    def save(self, stream_id: str, checkpoint: Checkpoint, *, generation: int) -> None:
+        """Store atomically; raise :class:`StaleCheckpoint` for an older token or a generation older
+        than the current lease's, :class:`TokenStoreError` when unreachable."""
+        ...
+
+    def acquire_lease(self, stream_id: str, *, owner: str, ttl_seconds: float) -> Lease | None:
+        """Take the lease if it is free or expired (bumping the generation); None if someone holds it."""
+        ...
+
+    def renew_lease(self, lease: Lease, *, ttl_seconds: float) -> Lease:
+        """Extend our lease; raise :class:`LeaseLost` if another owner took it."""
+        ...
+
+    def release_lease(self, lease: Lease) -> None:
+        """Give the lease up so a standby can take over at once (graceful stop)."""
+        ...
+
+    def delete(self, stream_id: str) -> None:
+        """Forget a stream's checkpoint (``admin tokens reset``)."""
+        ...
+
+    def list(self) -> list[tuple[str, Checkpoint]]:
+        """Every stored stream id with its checkpoint."""
+        ...
+
+
+# ---------------------------------------------------------------- clock
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None:
+        """Do not run the scheduled call (no effect if it already ran)."""
+        ...
+
+
+class Clock(Protocol):
+    """Time, scheduling and waiting. The pipeline never sleeps or waits any other way."""
+
+    def now(self) -> datetime:
+        """Wall-clock time, UTC (for lag and checkpoint timestamps)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds for intervals and deadlines."""
+        ...
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Cancellable:
+        """Run ``fn`` after ``delay`` seconds (on a scheduler thread, or the simulated timeline)."""
+        ...
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Block until ``predicate()`` is true (re-checked on :meth:`notify`) or ``timeout`` passes."""
+        ...
+
+    def notify(self) -> None:
+        """State changed: wake waiters so they re-check their predicates."""
+        ...
+
+
+# ---------------------------------------------------------------- metrics
+
+
+class Metrics(Protocol):
+    """What the pipeline reports; the Prometheus adapter turns it into /metrics."""
+
+    def event_read(self, *, collection: str, operation: str) -> None: ...
+    def event_published(self, *, collection: str, operation: str, latency_seconds: float) -> None: ...
+    def event_rejected(self, *, collection: str, operation: str, reason: str) -> None: ...
+    def event_skipped(self, *, reason: str) -> None: ...
+    def lag(self, *, seconds: float) -> None: ...
+    def checkpoint_saved(self, *, at: datetime) -> None: ...
+    def in_flight(self, *, messages: int) -> None: ...
+    def retried(self, *, kind: str) -> None: ...
+    def lease_owned(self, *, owned: bool) -> None: ...
