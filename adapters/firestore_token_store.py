@@ -1,0 +1,172 @@
+"""The TokenStore port on Firestore: one document per stream, every write in a transaction.
+
+Document ``<collection>/<stream_id>``: ``token`` (``_data`` and ``_typeBits`` as bytes, so pymongo can
+resume with the exact ``_id``), ``cluster_time`` ``{t, i}``, ``updated_at``, ``owner``,
+``lease_expires_at`` and ``generation``. A save reads the document in the same transaction and
+refuses a generation older than the lease's (a fenced-out instance) or a token older than the
+stored one, so two instances can never move a checkpoint backwards, even racing.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from application.ports import Checkpoint, Lease, LeaseLost, StaleCheckpoint, TokenStoreError
+from domain.change_event import ClusterTime, ResumeToken
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Aborted,
+              gexc.TooManyRequests, gexc.Unknown, gexc.RetryError)  # fmt: skip
+
+
+def _token_fields(token: ResumeToken) -> dict[str, Any]:
+    fields: dict[str, Any] = {"_data": token.data}
+    if token.type_bits is not None:
+        fields["_typeBits"] = base64.b64decode(token.type_bits)
+    return fields
+
+
+def _checkpoint_of(data: dict[str, Any]) -> Checkpoint | None:
+    token = data.get("token")
+    if not isinstance(token, dict) or "_data" not in token:
+        return None
+    bits = token.get("_typeBits")
+    cluster = data.get("cluster_time")
+    return Checkpoint(
+        token=ResumeToken(
+            data=token["_data"],
+            type_bits=base64.b64encode(bits).decode() if isinstance(bits, bytes) else None,
+        ),
+        cluster_time=ClusterTime(seconds=cluster["t"], increment=cluster["i"]) if isinstance(cluster, dict) else None,
+        updated_at=data.get("updated_at"),
+        owner=data.get("owner"),
+        generation=int(data.get("generation") or 0),
+    )
+
+
+class FirestoreTokenStore:
+    """Implements the TokenStore port. The client finds the emulator through FIRESTORE_EMULATOR_HOST."""
+
+    def __init__(self, *, project_id: str, collection: str = "connector_resume_tokens", client: Any = None) -> None:
+        self._client = client or firestore.Client(project=project_id)
+        self._collection = self._client.collection(collection)
+
+    def _ref(self, stream_id: str) -> Any:
+        return self._collection.document(stream_id)
+
+    def _run(self, fn: Any, *args: Any) -> Any:
+        try:
+            return firestore.transactional(fn)(self._client.transaction(), *args)
+        except (StaleCheckpoint, LeaseLost):
+            raise
+        except _TRANSIENT as error:
+            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+        except gexc.GoogleAPICallError as error:
+            raise TokenStoreError(f"Firestore error: {type(error).__name__}: {error}") from error
+
+    def load(self, stream_id: str) -> Checkpoint | None:
+        try:
+            snapshot = self._ref(stream_id).get()
+        except gexc.GoogleAPICallError as error:
+            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+        return _checkpoint_of(snapshot.to_dict() or {}) if snapshot.exists else None
+
+    def save(self, stream_id: str, checkpoint: Checkpoint, *, generation: int) -> None:
+        ref = self._ref(stream_id)
+
+        def write(transaction: Any) -> None:
+            snapshot = ref.get(transaction=transaction)
+            data = snapshot.to_dict() or {} if snapshot.exists else {}
+            stored_generation = int(data.get("generation") or 0)
+            if generation < stored_generation:
+                raise StaleCheckpoint(
+                    f"generation {generation} is older than the lease's {stored_generation} (fenced out)"
+                )
+            stored = _checkpoint_of(data)
+            if stored is not None and checkpoint.token.data < stored.token.data:
+                raise StaleCheckpoint(f"token {checkpoint.token.data[:24]}… is older than the stored one")
+            fields: dict[str, Any] = {
+                "token": _token_fields(checkpoint.token),
+                "updated_at": checkpoint.updated_at or datetime.now(UTC),
+            }
+            if checkpoint.cluster_time is not None:
+                fields["cluster_time"] = {
+                    "t": checkpoint.cluster_time.seconds,
+                    "i": checkpoint.cluster_time.increment,
+                }
+            transaction.set(ref, fields, merge=True)
+
+        self._run(write)
+
+    def acquire_lease(self, stream_id: str, *, owner: str, ttl_seconds: float) -> Lease | None:
+        ref = self._ref(stream_id)
+
+        def take(transaction: Any) -> Lease | None:
+            snapshot = ref.get(transaction=transaction)
+            data = snapshot.to_dict() or {} if snapshot.exists else {}
+            now = datetime.now(UTC)
+            expires = data.get("lease_expires_at") or _EPOCH
+            if data.get("owner") not in (None, owner) and expires > now:
+                return None
+            generation = int(data.get("generation") or 0) + 1
+            lease = Lease(stream_id, owner, generation, now + timedelta(seconds=ttl_seconds))
+            transaction.set(
+                ref,
+                {"owner": owner, "generation": generation, "lease_expires_at": lease.expires_at},
+                merge=True,
+            )
+            return lease
+
+        result: Lease | None = self._run(take)
+        return result
+
+    def renew_lease(self, lease: Lease, *, ttl_seconds: float) -> Lease:
+        ref = self._ref(lease.stream_id)
+
+        def renew(transaction: Any) -> Lease:
+            snapshot = ref.get(transaction=transaction)
+            data = snapshot.to_dict() or {} if snapshot.exists else {}
+            if data.get("owner") != lease.owner or int(data.get("generation") or 0) != lease.generation:
+                raise LeaseLost(f"stream {lease.stream_id} is now owned by {data.get('owner') or 'nobody'}")
+            renewed = Lease(lease.stream_id, lease.owner, lease.generation,
+                            datetime.now(UTC) + timedelta(seconds=ttl_seconds))  # fmt: skip
+            transaction.update(ref, {"lease_expires_at": renewed.expires_at})
+            return renewed
+
+        result: Lease = self._run(renew)
+        return result
+
+    def release_lease(self, lease: Lease) -> None:
+        ref = self._ref(lease.stream_id)
+
+        def release(transaction: Any) -> None:
+            snapshot = ref.get(transaction=transaction)
+            data = snapshot.to_dict() or {} if snapshot.exists else {}
+            if data.get("owner") == lease.owner and int(data.get("generation") or 0) == lease.generation:
+                transaction.update(ref, {"owner": None, "lease_expires_at": _EPOCH})
+
+        self._run(release)
+
+    def delete(self, stream_id: str) -> None:
+        """Forget the token but keep the generation, so fencing survives a reset."""
+        ref = self._ref(stream_id)
+
+        def clear(transaction: Any) -> None:
+            snapshot = ref.get(transaction=transaction)
+            if snapshot.exists:
+                transaction.update(ref, {"token": firestore.DELETE_FIELD, "cluster_time": firestore.DELETE_FIELD})
+
+        self._run(clear)
+
+    def list(self) -> list[tuple[str, Checkpoint]]:
+        try:
+            snapshots = list(self._collection.stream())
+        except gexc.GoogleAPICallError as error:
+            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+        found = [(s.id, _checkpoint_of(s.to_dict() or {})) for s in snapshots]
+        return sorted(((stream, cp) for stream, cp in found if cp is not None), key=lambda pair: pair[0])
