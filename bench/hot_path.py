@@ -28,6 +28,7 @@ from domain.bson_json import bson_to_json
 from domain.change_event import parse_change_event
 from domain.event_codec import decode_event_line
 from domain.split_events import SplitEventAssembler
+from entrypoints.logging_setup import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -149,6 +150,7 @@ def measure(name: str, raw: dict[str, Any], step: ProcessingStep) -> dict[str, f
 
 
 def main() -> None:
+    configure_logging(level="WARNING")
     registry, migrator = load_registry()
     routes = {
         "inventory": StreamRoute(collection="inventory", topic="inventory-changes", document_type="inventory"),

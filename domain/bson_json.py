@@ -9,6 +9,7 @@ relaxed Extended JSON, then to ``str``.
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import re
 import uuid
@@ -38,10 +39,23 @@ _UUID_SUBTYPE: Final = 4
 
 def format_datetime_ms(ms: int) -> JsonValue:
     """Epoch milliseconds -> ``YYYY-MM-DDTHH:MM:SS.mmmZ``; outside datetime's range, Extended JSON."""
+    seconds, millis = divmod(ms, 1000)
     try:
-        return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + "Z"
+        return f"{_seconds_text(seconds)}.{millis:03d}Z"
     except OverflowError:
         return {"$date": {"$numberLong": str(ms)}}
+
+
+@functools.lru_cache(maxsize=1024)
+def _seconds_text(seconds: int) -> str:
+    """Cached per second: timestamps of one stream cluster around "now"."""
+    return (_EPOCH + timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+@functools.lru_cache(maxsize=4096)
+def _decimal_text(bid: bytes) -> str:
+    """Decimal128's text goes through ``decimal.Decimal`` (microseconds); prices repeat, so cache it."""
+    return str(Decimal128.from_bid(bid))
 
 
 def _datetime(value: datetime) -> str:
@@ -113,7 +127,7 @@ _DISPATCH: Final[dict[type, Callable[[Any], JsonValue]]] = {
     ObjectId: str,
     datetime: _datetime,
     Int64: int,
-    Decimal128: str,
+    Decimal128: lambda value: _decimal_text(value.bid),
     bytes: _binary,
     Binary: _binary,
     uuid.UUID: str,

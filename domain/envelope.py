@@ -6,6 +6,7 @@ This is the hot path, so the envelope is built as one dict and encoded by orjson
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import zlib
 from collections.abc import Mapping
@@ -92,7 +93,13 @@ def format_cluster_time(cluster_time: ClusterTime | None) -> str | None:
     """RFC 3339 UTC at the Timestamp's precision (seconds)."""
     if cluster_time is None:
         return None
-    return datetime.fromtimestamp(cluster_time.seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _format_seconds(cluster_time.seconds)
+
+
+@functools.lru_cache(maxsize=256)
+def _format_seconds(seconds: int) -> str:
+    """Cached: a busy stream has thousands of events per second of cluster time."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def correlation_id_of(document: JsonObject | None, fallback: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import uuid
 from collections.abc import Callable
 from typing import Final
@@ -27,6 +28,7 @@ from domain.bson_json import bson_to_json, format_datetime_ms
 from domain.json_types import JsonObject, JsonValue
 
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
+_PLAIN_DECIMAL: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?\Z")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
@@ -35,22 +37,17 @@ class _NotAWrapper(Exception):
     """json_util would reject this dict as a wrapper; keep it as a plain document."""
 
 
-def _only(document: JsonObject, key: str) -> JsonValue:
-    if len(document) != 1:
-        raise _NotAWrapper
-    return document[key]
+# Each single-key wrapper is decoded from its *value*; raising _NotAWrapper means json_util would fail.
 
 
-def _oid(document: JsonObject) -> JsonValue:
-    value = _only(document, "$oid")
-    if not isinstance(value, str) or len(value) != 24 or not _HEX.issuperset(value):
+def _oid(value: JsonValue) -> JsonValue:
+    if type(value) is not str or len(value) != 24 or not _HEX.issuperset(value):
         raise _NotAWrapper
     return value.lower()
 
 
-def _int32(document: JsonObject) -> JsonValue:
-    value = _only(document, "$numberInt")
-    if not isinstance(value, str):
+def _int32(value: JsonValue) -> JsonValue:
+    if type(value) is not str:
         raise _NotAWrapper
     try:
         return int(value)
@@ -58,8 +55,7 @@ def _int32(document: JsonObject) -> JsonValue:
         raise _NotAWrapper from None
 
 
-def _int64(document: JsonObject) -> JsonValue:
-    value = _only(document, "$numberLong")
+def _int64(value: JsonValue) -> JsonValue:
     try:
         number = int(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -69,9 +65,8 @@ def _int64(document: JsonObject) -> JsonValue:
     return number
 
 
-def _double(document: JsonObject) -> JsonValue:
-    value = _only(document, "$numberDouble")
-    if not isinstance(value, str):
+def _double(value: JsonValue) -> JsonValue:
+    if type(value) is not str:
         raise _NotAWrapper
     try:
         number = float(value)
@@ -84,34 +79,33 @@ def _double(document: JsonObject) -> JsonValue:
     return {"$numberDouble": "Infinity" if number > 0 else "-Infinity"}
 
 
-def _decimal(document: JsonObject) -> JsonValue:
-    value = _only(document, "$numberDecimal")
-    if not isinstance(value, str):
+def _decimal(value: JsonValue) -> JsonValue:
+    if type(value) is not str:
         raise _NotAWrapper
+    if len(value) <= 35 and _PLAIN_DECIMAL.match(value):  # already canonical: skip the slow round trip
+        return value
     try:
         return str(Decimal128(value))
     except Exception:
         raise _NotAWrapper from None
 
 
-def _date(document: JsonObject) -> JsonValue:
-    value = _only(document, "$date")
-    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("$numberLong"), str):
+def _date(value: JsonValue) -> JsonValue:
+    if type(value) is dict and len(value) == 1 and type(value.get("$numberLong")) is str:
         try:
             return format_datetime_ms(int(value["$numberLong"]))  # type: ignore[arg-type]
         except ValueError:
             raise _NotAWrapper from None
-    if isinstance(value, int) and not isinstance(value, bool):
+    if type(value) is int:
         return format_datetime_ms(value)
-    return _via_json_util(document)
+    return _via_json_util({"$date": value})
 
 
-def _binary(document: JsonObject) -> JsonValue:
-    value = document["$binary"]
-    if "$type" in document or not isinstance(value, dict) or len(document) != 1:
-        return _via_json_util(document)
+def _binary(value: JsonValue) -> JsonValue:
+    if type(value) is not dict:
+        return _via_json_util({"$binary": value})
     data, subtype = value.get("base64"), value.get("subType")
-    if len(value) != 2 or not isinstance(data, str) or not isinstance(subtype, str) or len(subtype) > 2:
+    if len(value) != 2 or type(data) is not str or type(subtype) is not str or len(subtype) > 2:
         raise _NotAWrapper
     try:
         raw = base64.b64decode(data.encode())
@@ -123,9 +117,8 @@ def _binary(document: JsonObject) -> JsonValue:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _timestamp(document: JsonObject) -> JsonValue:
-    value = _only(document, "$timestamp")
-    if not isinstance(value, dict) or set(value) != {"t", "i"}:
+def _timestamp(value: JsonValue) -> JsonValue:
+    if type(value) is not dict or len(value) != 2 or "t" not in value or "i" not in value:
         raise _NotAWrapper
     t, i = value["t"], value["i"]
     if type(t) is not int or type(i) is not int or not (0 <= t <= 0xFFFFFFFF and 0 <= i <= 0xFFFFFFFF):
@@ -133,24 +126,23 @@ def _timestamp(document: JsonObject) -> JsonValue:
     return {"t": t, "i": i}
 
 
-def _min_key(document: JsonObject) -> JsonValue:
-    if type(_only(document, "$minKey")) is not int or document["$minKey"] != 1:
+def _min_key(value: JsonValue) -> JsonValue:
+    if type(value) is not int or value != 1:
         raise _NotAWrapper
     return {"$minKey": 1}
 
 
-def _max_key(document: JsonObject) -> JsonValue:
-    if type(_only(document, "$maxKey")) is not int or document["$maxKey"] != 1:
+def _max_key(value: JsonValue) -> JsonValue:
+    if type(value) is not int or value != 1:
         raise _NotAWrapper
     return {"$maxKey": 1}
 
 
-def _symbol(document: JsonObject) -> JsonValue:
-    value = _only(document, "$symbol")
-    return value if isinstance(value, str) else _via_json_util(document)
+def _symbol(value: JsonValue) -> JsonValue:
+    return value if type(value) is str else _via_json_util({"$symbol": value})
 
 
-def _undefined(_: JsonObject) -> JsonValue:
+def _undefined(_: JsonValue) -> JsonValue:
     return None
 
 
@@ -163,32 +155,37 @@ def _via_json_util(document: JsonObject) -> JsonValue:
     return bson_to_json(decoded)
 
 
-_WRAPPERS: Final[dict[str, Callable[[JsonObject], JsonValue]]] = {
+_SINGLE: Final[dict[str, Callable[[JsonValue], JsonValue]]] = {
     "$oid": _oid,
-    "$ref": _via_json_util,
     "$date": _date,
-    "$regex": _via_json_util,
     "$minKey": _min_key,
     "$maxKey": _max_key,
     "$binary": _binary,
-    "$code": _via_json_util,
-    "$uuid": _via_json_util,
     "$undefined": _undefined,
     "$numberLong": _int64,
     "$timestamp": _timestamp,
     "$numberDecimal": _decimal,
-    "$dbPointer": _via_json_util,
-    "$regularExpression": _via_json_util,
     "$symbol": _symbol,
     "$numberInt": _int32,
     "$numberDouble": _double,
 }
+_WRAPPER_KEYS: Final = frozenset(_SINGLE) | {"$ref", "$regex", "$code", "$uuid", "$dbPointer", "$regularExpression"}
 
 
 def extended_json_to_json(value: JsonValue) -> JsonValue:
     """Map an ``orjson.loads`` result of Extended JSON to the contract's JSON form."""
     kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
     if kind is dict:
+        if len(value) == 1:  # type: ignore[arg-type]
+            for key, item in value.items():  # type: ignore[union-attr]
+                single = _SINGLE.get(key)
+                if single is not None:
+                    try:
+                        return single(item)
+                    except _NotAWrapper:
+                        break
         return _document(value)  # type: ignore[arg-type]
     if kind is list:
         return [extended_json_to_json(item) for item in value]  # type: ignore[union-attr]
@@ -197,17 +194,13 @@ def extended_json_to_json(value: JsonValue) -> JsonValue:
     return value
 
 
-_WRAPPER_KEYS: Final = frozenset(_WRAPPERS)
-
-
 def _document(document: JsonObject) -> JsonValue:
     if not _WRAPPER_KEYS.isdisjoint(document):
         key = next(k for k in document if k in _WRAPPER_KEYS)
         try:
-            return _WRAPPERS[key](document)
+            if len(document) == 1 and key in _SINGLE:
+                return _SINGLE[key](document[key])
+            return _via_json_util(document)  # multi-key wrappers: rare, and json_util's rules are subtle
         except _NotAWrapper:
             pass
-    return {
-        key: (item if type(item) is str or type(item) is int else extended_json_to_json(item))
-        for key, item in document.items()
-    }
+    return {key: extended_json_to_json(item) for key, item in document.items()}

@@ -8,7 +8,6 @@ and a step that does not set ``_schema_version`` gets it set to the step's targe
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +20,20 @@ from domain.schema_registry import version_key
 
 MigrationFn = Callable[[JsonObject], JsonObject]
 _T = TypeVar("_T")
+
+
+def _copy(value: Any) -> Any:
+    """Deep copy of a JSON-form value: containers are copied, immutable scalars shared (several times
+    faster than ``copy.deepcopy``, which also memoizes)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _copy(item) if type(item) in _CONTAINERS else item for key, item in value.items()}
+    if kind is list:
+        return [_copy(item) if type(item) in _CONTAINERS else item for item in value]
+    return value
+
+
+_CONTAINERS = (dict, list)
 
 
 class MigrationError(Exception):
@@ -139,7 +152,7 @@ class SchemaMigrator:
     ) -> MigrationResult:
         """Apply each step of the shortest path to a copy of ``document``."""
         path = self.find_path(document_type=document_type, from_version=from_version, to_version=to_version)
-        current = copy.deepcopy(document)
+        current = _copy(document)
         for source, target in itertools.pairwise(path):
             fn = self._edges[str(document_type)][source][target]
             try:
