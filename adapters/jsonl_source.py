@@ -8,6 +8,7 @@ set, in which case it waits for more lines like ``tail -f``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,7 +32,7 @@ class JsonlSource:
         self._path = path
         self._follow = follow
         self._poll_interval = poll_interval
-        self._wait = wait
+        self._wait = wait or (lambda stop, seconds: stop() or bool(time.sleep(seconds)))
         self._closed = False
 
     def close(self) -> None:
@@ -89,8 +90,7 @@ class JsonlSource:
                 if partial.strip():
                     yield partial
                 return
-            if self._wait is not None:
-                self._wait(lambda: self._closed, self._poll_interval)
+            self._wait(lambda: self._closed, self._poll_interval)
 
 
 def _token_missing(path: Path, token: str) -> SourceError:

@@ -309,8 +309,8 @@ class ProcessingStep:
 
 
 def _texts(violations: tuple[SchemaViolation, ...]) -> tuple[str, ...]:
-    """``<JSON Pointer>: <message>``; the whole document's pointer is the empty string."""
-    return tuple(f"{v.path}: {v.message}" for v in violations)
+    """``<JSON Pointer>: <message>``; ``(root)`` for the document itself (its pointer is "")."""
+    return tuple(f"{v.path or '(root)'}: {v.message}" for v in violations)
 
 
 def _violations(

@@ -86,7 +86,7 @@ def test_domain_events_meet_their_expected_outcomes() -> None:
             assert isinstance(outcome, Reject), label
             assert outcome.reason.value == want["reason"], label
             assert outcome.source_version == want["source_version"], label
-            paths = {error.partition(": ")[0] for error in outcome.errors}
+            paths = {violation.path for violation in outcome.violations}
             for path in want.get("error_paths") or []:
                 assert path in paths, (label, outcome.errors)
             continue
