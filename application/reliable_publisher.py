@@ -98,6 +98,7 @@ class ReliablePublisher:
         if error is None:
             with self._lock:
                 self._in_flight -= 1
+                self._metrics.in_flight(messages=self._in_flight)
                 key = (pending.message.topic, pending.message.ordering_key)
                 state = self._keys.get(key)
                 if state is not None and not state.blocked and not state.backlog:

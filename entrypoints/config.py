@@ -92,6 +92,7 @@ def _unique_collections(_: object, __: attrs.Attribute[Any], value: tuple[Stream
 
 @frozen
 class PubsubConfig:
+    backend: Literal["pubsub", "memory"] = "pubsub"  # memory: make run without emulators (not in CONTRACT §4)
     project_id: str = "local-project"
     dead_letter_topic: str | None = None
     ordering: Literal["bucketed", "document", "none"] = "bucketed"
@@ -106,6 +107,7 @@ class TokenStoreConfig:
     project_id: str | None = None
     collection: str = "connector_resume_tokens"
     checkpoint_interval_ms: int = field(default=1000, validator=_positive)
+    lease_seconds: float = field(default=30.0, validator=validators.ge(3))  # not in CONTRACT §4
 
 
 @frozen
@@ -116,6 +118,7 @@ class SchemasConfig:
 
 @frozen
 class HttpConfig:
+    host: str = "0.0.0.0"
     port: int = field(default=8080, validator=[_non_negative, validators.le(65535)])
 
 

@@ -1,23 +1,42 @@
 """The one composition root: configuration in, wired services out.
 
 Configuration reaches services only through ``Container.config`` (strict: a missing key is an
-error, not a silent None), filled from the already validated ``ConnectorConfig``.
+error, not a silent None), filled from the already validated ``ConnectorConfig``. Adapters are
+chosen here by ``source``, ``pubsub.backend`` and ``token_store.backend``; nothing else in the
+code base knows which implementation of a port it talks to.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import cattrs
 from dependency_injector import containers, providers
 
+from adapters.jsonl_source import JsonlSource
+from adapters.memory.publisher import InMemoryPublisher
+from adapters.memory.token_store import InMemoryTokenStore
+from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.schema_files import load_registry
+from adapters.simulated_source import SimulatedSource
+from adapters.simulator import WorkloadSpec
+from adapters.system_clock import SystemClock
+from application.backoff import RetryPolicy
+from application.health import HealthState
+from application.pipeline import Pipeline, PipelineSettings
+from application.ports import ChangeSource, Clock, Metrics, Publisher, TokenStore
 from application.processing import ProcessingSettings, ProcessingStep, StreamRoute
+from application.worker import StreamWorker, WorkerSettings
+from domain.change_event import ClusterTime
 from domain.envelope import OrderingStrategy
 from domain.migration import SchemaMigrator
 from domain.schema_registry import SchemaRegistry
-from entrypoints.config import ConnectorConfig
+from entrypoints.config import ConfigError, ConnectorConfig
 
 
 def _registry_and_migrator(directory: str | None) -> tuple[SchemaRegistry, SchemaMigrator]:
@@ -53,16 +72,126 @@ def _check_document_types(registry: SchemaRegistry, streams: list[dict[str, Any]
     for stream in streams:
         document_type = stream.get("document_type")
         if document_type is not None and document_type not in known:
-            raise ValueError(
-                f"streams: collection {stream['collection']} names document_type {document_type!r}, "
-                f"which has no schema (known: {', '.join(sorted(known))}); add schemas/{document_type}/v1.json "
-                "to schemas.directory or fix the name"
+            raise ConfigError(
+                f"streams: collection {stream['collection']} names document_type {document_type!r}, which has no "
+                f"schema (known: {', '.join(sorted(known))}); add {document_type}/v1.json to schemas.directory "
+                "or fix the name"
             )
     return registry
 
 
+def _retry_policy(retry: dict[str, Any]) -> RetryPolicy:
+    return RetryPolicy(
+        initial_backoff_s=retry["initial_backoff_ms"] / 1000,
+        max_backoff_s=retry["max_backoff_ms"] / 1000,
+        multiplier=retry["multiplier"],
+        max_elapsed_s=retry["max_elapsed_s"],
+    )
+
+
+def _mongo_source(mongodb: dict[str, Any], streams: list[dict[str, Any]]) -> ChangeSource:
+    from pymongo import MongoClient
+
+    from adapters.mongo_source import MongoChangeSource
+
+    client: Any = MongoClient(mongodb["uri"], appname="mongo-pubsub-connector", tz_aware=False)
+    return MongoChangeSource(
+        client=client,
+        database=mongodb["database"],
+        collections=[s["collection"] for s in streams],
+        full_document=mongodb["full_document"],
+        full_document_before_change=mongodb["full_document_before_change"],
+        batch_size=mongodb["batch_size"],
+        max_await_time_ms=mongodb["max_await_time_ms"],
+    )
+
+
+def _simulated_source(simulated: dict[str, Any], database: str, clock: Clock) -> ChangeSource:
+    spec = WorkloadSpec(
+        seed=simulated["seed"], count=simulated["count"], documents=simulated["documents"], database=database
+    )
+    return SimulatedSource(spec, rate=simulated["rate"], wait=clock.wait_until, monotonic=clock.monotonic)
+
+
+def _pubsub_publisher(pubsub: dict[str, Any]) -> Publisher:
+    from adapters.pubsub_publisher import PubSubPublisher
+
+    return PubSubPublisher(
+        project_id=pubsub["project_id"],
+        batch_max_latency_s=pubsub["batch_max_latency_ms"] / 1000,
+        max_in_flight=pubsub["max_in_flight_messages"] * 2,  # ours pauses reading first; the client's is a backstop
+    )
+
+
+def _firestore_store(project_id: str, collection: str) -> TokenStore:
+    from adapters.firestore_token_store import FirestoreTokenStore
+
+    return FirestoreTokenStore(project_id=project_id, collection=collection)
+
+
+def _start_time(start_at: str) -> ClusterTime | None:
+    if start_at in ("resume", "now"):
+        return None
+    try:
+        moment = datetime.fromisoformat(start_at.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"mongodb.start_at: {start_at!r} is not resume, now or an RFC 3339 time like 2024-03-20T10:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise ConfigError(f"mongodb.start_at: {start_at!r} needs a time zone (e.g. a trailing Z)")
+    return ClusterTime(seconds=int(moment.timestamp()), increment=0)
+
+
+def _pipeline_factory(
+    *,
+    source: ChangeSource,
+    step: ProcessingStep,
+    publisher: Publisher,
+    token_store: TokenStore,
+    clock: Clock,
+    metrics: Metrics,
+    health: HealthState,
+    stream_id: str,
+    pubsub: dict[str, Any],
+    token_config: dict[str, Any],
+    on_invalid: str,
+    retry: RetryPolicy,
+) -> Any:
+    def build(generation: int) -> Pipeline:
+        settings = PipelineSettings(
+            stream_id=stream_id,
+            max_in_flight_messages=pubsub["max_in_flight_messages"],
+            checkpoint_interval_s=token_config["checkpoint_interval_ms"] / 1000,
+            fail_on_invalid=on_invalid == "fail",
+            retry=retry,
+            generation=generation,
+        )
+        return Pipeline(
+            source=source,
+            step=step,
+            publisher=publisher,
+            token_store=token_store,
+            clock=clock,
+            metrics=metrics,
+            settings=settings,
+            health=health,
+        )
+
+    return build
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 class Container(containers.DeclarativeContainer):
     config = providers.Configuration(strict=True)
+
+    clock = providers.Singleton(SystemClock)
+    health = providers.Singleton(HealthState)
+    metrics = providers.Singleton(PrometheusMetrics)
+    retry = providers.Singleton(_retry_policy, config.retry)
 
     schemas = providers.Singleton(_registry_and_migrator, config.schemas.directory)
     registry = providers.Singleton(
@@ -84,8 +213,66 @@ class Container(containers.DeclarativeContainer):
         ProcessingStep, settings=processing_settings, registry=registry, migrator=migrator
     )
 
+    source = providers.Selector(
+        config.source,
+        mongodb=providers.Singleton(_mongo_source, config.mongodb, config.streams),
+        jsonl=providers.Singleton(
+            JsonlSource,
+            providers.Callable(Path, config.jsonl.path),
+            follow=config.jsonl.follow,
+            wait=providers.Callable(lambda clock: clock.wait_until, clock),
+        ),
+        simulated=providers.Singleton(_simulated_source, config.simulated, config.mongodb.database, clock),
+    )
+    publisher = providers.Selector(
+        config.pubsub.backend,
+        pubsub=providers.Singleton(_pubsub_publisher, config.pubsub),
+        memory=providers.Singleton(InMemoryPublisher, clock=clock),
+    )
+    token_store = providers.Selector(
+        config.token_store.backend,
+        firestore=providers.Singleton(_firestore_store, config.token_store.project_id, config.token_store.collection),
+        memory=providers.Singleton(InMemoryTokenStore, clock=clock),
+    )
+
+    pipeline_factory = providers.Singleton(
+        _pipeline_factory,
+        source=source,
+        step=processing_step,
+        publisher=publisher,
+        token_store=token_store,
+        clock=clock,
+        metrics=metrics,
+        health=health,
+        stream_id=config.mongodb.database,
+        pubsub=config.pubsub,
+        token_config=config.token_store,
+        on_invalid=config.schemas.on_invalid,
+        retry=retry,
+    )
+    worker_settings = providers.Singleton(
+        WorkerSettings,
+        stream_id=config.mongodb.database,
+        owner=providers.Callable(_owner),
+        lease_ttl_s=config.token_store.lease_seconds,
+        start_at=config.mongodb.start_at,
+        start_time=providers.Callable(_start_time, config.mongodb.start_at),
+        retry=retry,
+    )
+    worker = providers.Singleton(
+        StreamWorker,
+        settings=worker_settings,
+        token_store=token_store,
+        clock=clock,
+        metrics=metrics,
+        health=health,
+        pipeline_factory=pipeline_factory,
+    )
+
 
 def build_container(config: ConnectorConfig) -> Container:
     container = Container()
-    container.config.from_dict(cattrs.unstructure(config))
+    raw = cattrs.unstructure(config)
+    raw["token_store"]["project_id"] = config.token_project_id
+    container.config.from_dict(raw)
     return container

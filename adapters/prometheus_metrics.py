@@ -1,0 +1,83 @@
+"""The Metrics port as Prometheus series (CONTRACT §8), on a registry of its own (no global state)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class PrometheusMetrics:
+    """Counters by collection/operation/reason, publish latency, lag, checkpoint age, in-flight, retries."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self._read = Counter(
+            "connector_events_read", "Change events read from the stream.", ["collection", "operation"], registry=r
+        )
+        self._published = Counter(
+            "connector_events_published", "Events published to Pub/Sub.", ["collection", "operation"], registry=r
+        )
+        self._rejected = Counter(
+            "connector_events_rejected",
+            "Events whose document was rejected (never published to the data topic).",
+            ["collection", "operation", "reason"],
+            registry=r,
+        )
+        self._skipped = Counter("connector_events_skipped", "Events skipped by design.", ["reason"], registry=r)
+        self._latency = Histogram(
+            "connector_publish_latency_seconds",
+            "From handing a message to the publisher to Pub/Sub's acknowledgement.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self._lag = Gauge(
+            "connector_lag_seconds", "Now minus the cluster time of the last published event.", registry=r
+        )
+        self._checkpoint_time = Gauge(
+            "connector_last_checkpoint_timestamp_seconds", "Unix time of the last checkpoint written.", registry=r
+        )
+        self._checkpoint_age = Gauge(
+            "connector_checkpoint_age_seconds", "Seconds since the last checkpoint.", registry=r
+        )
+        self._checkpoint_age.set_function(self._age)
+        self._in_flight = Gauge(
+            "connector_in_flight_messages", "Messages handed to Pub/Sub, not yet acknowledged.", registry=r
+        )
+        self._retries = Counter("connector_retries", "Retries after transient errors.", ["kind"], registry=r)
+        self._lease = Gauge("connector_lease_owned", "1 while this instance holds the stream's lease.", registry=r)
+        self._last_checkpoint: float | None = None
+
+    def _age(self) -> float:
+        return 0.0 if self._last_checkpoint is None else max(0.0, time.time() - self._last_checkpoint)
+
+    def event_read(self, *, collection: str, operation: str) -> None:
+        self._read.labels(collection, operation).inc()
+
+    def event_published(self, *, collection: str, operation: str, latency_seconds: float) -> None:
+        self._published.labels(collection, operation).inc()
+        self._latency.observe(latency_seconds)
+
+    def event_rejected(self, *, collection: str, operation: str, reason: str) -> None:
+        self._rejected.labels(collection, operation, str(reason)).inc()
+
+    def event_skipped(self, *, reason: str) -> None:
+        self._skipped.labels(str(reason)).inc()
+
+    def lag(self, *, seconds: float) -> None:
+        self._lag.set(seconds)
+
+    def checkpoint_saved(self, *, at: datetime) -> None:
+        self._last_checkpoint = at.timestamp()
+        self._checkpoint_time.set(self._last_checkpoint)
+
+    def in_flight(self, *, messages: int) -> None:
+        self._in_flight.set(messages)
+
+    def retried(self, *, kind: str) -> None:
+        self._retries.labels(kind).inc()
+
+    def lease_owned(self, *, owned: bool) -> None:
+        self._lease.set(1 if owned else 0)

@@ -1,0 +1,175 @@
+"""One stream's worker: take the lease, find the start position, run the pipeline, keep the lease.
+
+Only the lease holder publishes and checkpoints. A standby waits, re-trying the lease every third of
+its time-to-live, and takes over once the holder releases it (graceful stop) or lets it expire
+(crash). The lease's generation travels with every checkpoint, so an instance that lost its lease
+without noticing (a long GC pause, a network partition) has its late checkpoint refused.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import structlog
+from attrs import field, frozen
+
+from application.backoff import RetryPolicy
+from application.health import HealthState
+from application.pipeline import Pipeline, RunResult, StopReason
+from application.ports import Cancellable, Clock, Lease, LeaseLost, Metrics, StartPosition, TokenStore, TokenStoreError
+from domain.change_event import ClusterTime
+
+log = structlog.get_logger("connector.worker")
+
+
+@frozen
+class WorkerSettings:
+    stream_id: str
+    owner: str
+    lease_ttl_s: float = 30.0
+    start_at: str = "resume"  # resume | now | an RFC 3339 time (as a ClusterTime in start_time)
+    start_time: ClusterTime | None = None
+    retry: RetryPolicy = field(factory=RetryPolicy)
+
+
+PipelineFactory = Callable[[int], Pipeline]
+"""Builds the pipeline for a lease generation."""
+
+
+class StreamWorker:
+    def __init__(
+        self,
+        *,
+        settings: WorkerSettings,
+        token_store: TokenStore,
+        clock: Clock,
+        metrics: Metrics,
+        health: HealthState,
+        pipeline_factory: PipelineFactory,
+    ) -> None:
+        self._settings = settings
+        self._store = token_store
+        self._clock = clock
+        self._metrics = metrics
+        self._health = health
+        self._factory = pipeline_factory
+        self._stop = threading.Event()
+        self._pipeline: Pipeline | None = None
+        self._lease: Lease | None = None
+        self._renewal: Cancellable | None = None
+        self._lock = threading.Lock()
+
+    def request_stop(self) -> None:
+        """First call: graceful (drain, checkpoint, release). Second: at once."""
+        self._stop.set()
+        with self._lock:
+            pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.request_stop()
+        self._clock.notify()
+
+    def run(self) -> RunResult:
+        lease = self._acquire()
+        if lease is None:
+            return RunResult(reason=StopReason.STOP_REQUESTED, events=0, checkpoint=None)
+        try:
+            start = self._start_position()
+            if start is None:
+                return RunResult(reason=StopReason.STOP_REQUESTED, events=0, checkpoint=None)
+            pipeline = self._factory(lease.generation)
+            with self._lock:
+                self._pipeline = pipeline
+            if self._stop.is_set():
+                pipeline.request_stop()
+            self._schedule_renewal()
+            return pipeline.run(start)
+        finally:
+            self._release()
+
+    # ------------------------------------------------------------------ lease
+
+    def _acquire(self) -> Lease | None:
+        settings = self._settings
+        announced = False
+        while not self._stop.is_set():
+            try:
+                lease = self._store.acquire_lease(
+                    settings.stream_id, owner=settings.owner, ttl_seconds=settings.lease_ttl_s
+                )
+            except TokenStoreError as error:
+                log.warning("lease_unavailable", error=str(error))
+                lease = None
+            if lease is not None:
+                self._lease = lease
+                self._metrics.lease_owned(owned=True)
+                self._health.ok("lease")
+                log.info("lease_acquired", stream=settings.stream_id, generation=lease.generation, owner=settings.owner)
+                return lease
+            if not announced:
+                log.info("standby", stream=settings.stream_id, reason="another instance holds the lease")
+                self._health.fail("lease", "standby: another instance holds this stream's lease")
+                announced = True
+            self._clock.wait_until(self._stop.is_set, settings.lease_ttl_s / 3)
+        return None
+
+    def _schedule_renewal(self) -> None:
+        if self._lease is not None:  # keep renewing while draining after a stop request
+            self._renewal = self._clock.call_later(self._settings.lease_ttl_s / 3, self._renew)
+
+    def _renew(self) -> None:
+        lease = self._lease
+        if lease is None:
+            return
+        try:
+            self._lease = self._store.renew_lease(lease, ttl_seconds=self._settings.lease_ttl_s)
+        except LeaseLost as error:
+            log.error("lease_lost", error=str(error), recovery="another instance took over; this one stops")
+            self._lease = None
+            self._metrics.lease_owned(owned=False)
+            self._health.fail("lease", f"lease lost: {error}")
+            self._stop.set()
+            if self._pipeline is not None:
+                self._pipeline.request_stop()
+                self._pipeline.request_stop()  # fenced out: stop publishing at once, no final checkpoint
+            return
+        except TokenStoreError as error:
+            log.warning("lease_renewal_failed", error=str(error))
+        self._schedule_renewal()
+
+    def _release(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        try:
+            self._store.release_lease(lease)
+        except (TokenStoreError, LeaseLost) as error:
+            log.warning("lease_release_failed", error=str(error))
+        self._metrics.lease_owned(owned=False)
+
+    # ------------------------------------------------------------------ start position
+
+    def _start_position(self) -> StartPosition | None:
+        """The stored token always wins (nothing lost across restarts); ``start_at`` applies to a stream
+        that has never been checkpointed."""
+        settings = self._settings
+        retrying = settings.retry.retrying(
+            retry_on=TokenStoreError,
+            sleep=lambda seconds: self._clock.wait_until(self._stop.is_set, seconds),
+            before_sleep=lambda state: log.warning("checkpoint_load_retry", attempt=state.attempt_number),
+        )
+        stored = retrying(self._store.load, settings.stream_id)
+        if self._stop.is_set():
+            return None
+        if stored is not None:
+            log.info(
+                "resuming", stream=settings.stream_id, token=stored.token.data, cluster_time=str(stored.cluster_time)
+            )
+            return StartPosition(start_after=stored.token)
+        if settings.start_time is not None:
+            log.info("starting_at_time", stream=settings.stream_id, cluster_time=str(settings.start_time))
+            return StartPosition(at_time=settings.start_time)
+        log.info("starting_now", stream=settings.stream_id)
+        return StartPosition()

@@ -1,0 +1,74 @@
+"""``connector run``: the worker, with its HTTP probes, until the source ends or a signal arrives."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+
+import click
+import structlog
+
+from adapters.schema_files import SchemaLoadError
+from application.pipeline import StopReason
+from entrypoints.cli import WorkFailed, cli, handle_errors, load
+from entrypoints.config import ConfigError
+from entrypoints.container import build_container
+from entrypoints.http_server import ProbeApp, ProbeServer
+from entrypoints.logging_setup import configure_logging
+
+log = structlog.get_logger("connector.run")
+
+
+@cli.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (else $CONNECTOR_CONFIG).")
+@handle_errors
+def run_command(config_path: str | None) -> None:
+    """Stream changes to Pub/Sub and serve /health, /readiness and /metrics on $PORT (default 8080).
+
+    SIGTERM or Ctrl-C stops reading, flushes, writes the final checkpoint and exits 0 within 10 s;
+    a second one exits at once.
+
+    \b
+    Example:
+      CONNECTOR_SOURCE=jsonl CONNECTOR_JSONL__PATH=events.jsonl connector run --config config.yaml
+    """
+    config = load(config_path)
+    configure_logging(level=config.logging.level, fmt=config.logging.format)
+    container = build_container(config)
+    try:
+        container.processing_step()
+    except SchemaLoadError as error:
+        raise ConfigError(str(error)) from None
+    worker = container.worker()
+    server = ProbeServer(
+        ProbeApp(health=container.health(), registry=container.metrics().registry),
+        host=config.http.host,
+        port=config.http.port,
+    ).start()
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        worker.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "connector_started",
+        source=config.source,
+        stream=config.mongodb.database,
+        topics=[s.topic for s in config.streams],
+        port=server.port,
+    )
+    try:
+        result = worker.run()
+    finally:
+        container.publisher().close()
+        server.stop()
+    log.info("connector_stopped", reason=result.reason.value, events=result.events,
+             checkpoint=None if result.checkpoint is None else result.checkpoint.data)  # fmt: skip
+    if result.reason in (StopReason.FATAL, StopReason.INVALID_DOCUMENT):
+        container.health().died(result.error or "worker stopped")
+        hint = f"; {result.recovery}" if result.recovery else ""
+        raise WorkFailed(f"{result.error}{hint}")
+    sys.stdout.flush()
