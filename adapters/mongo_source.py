@@ -186,7 +186,7 @@ class MongoChangeSource:
         """Yield from one ``watch()``; return the invalidate token when the stream was invalidated."""
         pipeline, kwargs = self.watch_arguments(start, wire_version)
         assembler = SplitEventAssembler()
-        last_heartbeat: str | None = None
+        last_token: str | None = None  # of the last event or heartbeat yielded
         with self._client[self._database].watch(pipeline, **kwargs) as stream:
             while not self._closed and stream.alive:
                 raw = stream.try_next()
@@ -194,8 +194,8 @@ class MongoChangeSource:
                     token = stream.resume_token
                     if token is not None and not assembler.pending:
                         heartbeat = ResumeToken.from_json(bson_to_json(token))
-                        if heartbeat.data != last_heartbeat:
-                            last_heartbeat = heartbeat.data
+                        if heartbeat.data != last_token:
+                            last_token = heartbeat.data
                             yield Heartbeat(heartbeat, cluster_time_of_token(heartbeat.data))
                     continue
                 mapped = bson_to_json(raw)
@@ -204,6 +204,7 @@ class MongoChangeSource:
                 if whole is None:
                     continue
                 event = parse_change_event(whole)
+                last_token = event.token.data
                 yield SourceEvent(event)
                 if event.kind is OperationKind.INVALIDATE:
                     return event.token
