@@ -33,20 +33,32 @@ def _token_fields(token: ResumeToken) -> dict[str, Any]:
 
 def _checkpoint_of(data: dict[str, Any]) -> Checkpoint | None:
     token = data.get("token")
-    if not isinstance(token, dict) or "_data" not in token:
-        return None
-    bits = token.get("_typeBits")
     cluster = data.get("cluster_time")
+    resume: ResumeToken | None = None
+    if isinstance(token, dict) and "_data" in token:
+        bits = token.get("_typeBits")
+        resume = ResumeToken(
+            data=token["_data"], type_bits=base64.b64encode(bits).decode() if isinstance(bits, bytes) else None
+        )
+    elif not isinstance(cluster, dict):
+        return None
     return Checkpoint(
-        token=ResumeToken(
-            data=token["_data"],
-            type_bits=base64.b64encode(bits).decode() if isinstance(bits, bytes) else None,
-        ),
+        token=resume,
         cluster_time=ClusterTime(seconds=cluster["t"], increment=cluster["i"]) if isinstance(cluster, dict) else None,
         updated_at=data.get("updated_at"),
         owner=data.get("owner"),
         generation=int(data.get("generation") or 0),
     )
+
+
+def _position_fields(checkpoint: Checkpoint) -> dict[str, Any]:
+    return {
+        "token": firestore.DELETE_FIELD if checkpoint.token is None else _token_fields(checkpoint.token),
+        "cluster_time": firestore.DELETE_FIELD
+        if checkpoint.cluster_time is None
+        else {"t": checkpoint.cluster_time.seconds, "i": checkpoint.cluster_time.increment},
+        "updated_at": checkpoint.updated_at or datetime.now(UTC),
+    }
 
 
 class FirestoreTokenStore:
@@ -88,18 +100,10 @@ class FirestoreTokenStore:
                     f"generation {generation} is older than the lease's {stored_generation} (fenced out)"
                 )
             stored = _checkpoint_of(data)
-            if stored is not None and checkpoint.token.data < stored.token.data:
-                raise StaleCheckpoint(f"token {checkpoint.token.data[:24]}… is older than the stored one")
-            fields: dict[str, Any] = {
-                "token": _token_fields(checkpoint.token),
-                "updated_at": checkpoint.updated_at or datetime.now(UTC),
-            }
-            if checkpoint.cluster_time is not None:
-                fields["cluster_time"] = {
-                    "t": checkpoint.cluster_time.seconds,
-                    "i": checkpoint.cluster_time.increment,
-                }
-            transaction.set(ref, fields, merge=True)
+            newer = stored is not None and stored.token is not None and checkpoint.token is not None
+            if newer and checkpoint.token.data < stored.token.data:  # type: ignore[union-attr]
+                raise StaleCheckpoint("the token is older than the stored one")
+            transaction.set(ref, _position_fields(checkpoint), merge=True)
 
         self._run(write)
 
@@ -151,6 +155,18 @@ class FirestoreTokenStore:
                 transaction.update(ref, {"owner": None, "lease_expires_at": _EPOCH})
 
         self._run(release)
+
+    def set_position(self, stream_id: str, checkpoint: Checkpoint) -> None:
+        ref = self._ref(stream_id)
+
+        def overwrite(transaction: Any) -> None:
+            snapshot = ref.get(transaction=transaction)
+            data = snapshot.to_dict() or {} if snapshot.exists else {}
+            fields = _position_fields(checkpoint)
+            fields.update(generation=int(data.get("generation") or 0) + 1, owner=None, lease_expires_at=_EPOCH)
+            transaction.set(ref, fields, merge=True)
+
+        self._run(overwrite)
 
     def delete(self, stream_id: str) -> None:
         """Forget the token but keep the generation, so fencing survives a reset."""

@@ -118,9 +118,10 @@ class Publisher(Protocol):
 
 @frozen
 class Checkpoint:
-    """A stream's resume position. The whole token is kept (``_typeBits`` included)."""
+    """A stream's resume position. The whole token is kept (``_typeBits`` included). A position set by
+    time (``admin tokens set --at``) has no token, only ``cluster_time``: the stream then starts at it."""
 
-    token: ResumeToken
+    token: ResumeToken | None
     cluster_time: ClusterTime | None
     updated_at: datetime | None = None
     owner: str | None = None
@@ -176,6 +177,11 @@ class TokenStore(Protocol):
 
     def delete(self, stream_id: str) -> None:
         """Forget a stream's checkpoint (``admin tokens reset``)."""
+        ...
+
+    def set_position(self, stream_id: str, checkpoint: Checkpoint) -> None:
+        """Overwrite the position, backwards too (``admin tokens set``). Bumps the generation and drops
+        the lease, so a running owner is fenced out instead of overwriting it."""
         ...
 
     def list(self) -> list[tuple[str, Checkpoint]]:

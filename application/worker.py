@@ -163,11 +163,14 @@ class StreamWorker:
         stored = retrying(self._store.load, settings.stream_id)
         if self._stop.is_set():
             return None
-        if stored is not None:
+        if stored is not None and stored.token is not None:
             log.info(
                 "resuming", stream=settings.stream_id, token=stored.token.data, cluster_time=str(stored.cluster_time)
             )
             return StartPosition(start_after=stored.token)
+        if stored is not None and stored.cluster_time is not None:
+            log.info("starting_at_stored_time", stream=settings.stream_id, cluster_time=str(stored.cluster_time))
+            return StartPosition(at_time=stored.cluster_time)
         if settings.start_time is not None:
             log.info("starting_at_time", stream=settings.stream_id, cluster_time=str(settings.start_time))
             return StartPosition(at_time=settings.start_time)

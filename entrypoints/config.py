@@ -65,6 +65,7 @@ class SimulatedConfig:
     rate: float = field(default=200.0, validator=_non_negative)
     count: int | None = None
     documents: int = field(default=1000, validator=_positive)
+    start_time: str | None = None  # RFC 3339 cluster time of the first event, or "now"; null = 2025-01-01
 
 
 @frozen

@@ -107,8 +107,22 @@ def _mongo_source(mongodb: dict[str, Any], streams: list[dict[str, Any]]) -> Cha
 
 
 def _simulated_source(simulated: dict[str, Any], database: str, clock: Clock) -> ChangeSource:
+    start = simulated["start_time"]
+    if start == "now":
+        start_seconds = int(clock.now().timestamp())
+    elif start:
+        moment = _start_time(start)
+        start_seconds = moment.seconds if moment is not None else WorkloadSpec.start_seconds
+    else:
+        start_seconds = WorkloadSpec().start_seconds
+    rate = simulated["rate"]
     spec = WorkloadSpec(
-        seed=simulated["seed"], count=simulated["count"], documents=simulated["documents"], database=database
+        seed=simulated["seed"],
+        count=simulated["count"],
+        documents=simulated["documents"],
+        database=database,
+        start_seconds=start_seconds,
+        events_per_second=max(1, int(rate)) if rate > 0 else 50,  # cluster time advances with the pace
     )
     return SimulatedSource(spec, rate=simulated["rate"], wait=clock.wait_until, monotonic=clock.monotonic)
 

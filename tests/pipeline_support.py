@@ -151,5 +151,5 @@ def first_delivery_order_kept(delivered: Sequence[OutboundMessage]) -> bool:
 
 
 def saved_tokens_monotone(store: InMemoryTokenStore) -> bool:
-    tokens = [checkpoint.token.data for _, checkpoint, _ in store.saves]
+    tokens = [checkpoint.token.data for _, checkpoint, _ in store.saves if checkpoint.token is not None]
     return tokens == sorted(tokens) and not store.refused

@@ -47,7 +47,7 @@ class InMemoryTokenStore:
                     f"generation {generation} is older than the lease's {current_generation} (fenced out)"
                 )
             stored = self.checkpoints.get(stream_id)
-            if stored is not None and checkpoint.token.data < stored.token.data:
+            if stored is not None and _older(checkpoint, stored):
                 self.refused.append((stream_id, checkpoint))
                 raise StaleCheckpoint(f"token {checkpoint.token.data[:24]}… is older than the stored one")
             self.checkpoints[stream_id] = checkpoint
@@ -83,6 +83,12 @@ class InMemoryTokenStore:
             if current is not None and current.owner == lease.owner and current.generation == lease.generation:
                 del self.leases[lease.stream_id]
 
+    def set_position(self, stream_id: str, checkpoint: Checkpoint) -> None:
+        with self._lock:
+            self.generations[stream_id] = self.generations.get(stream_id, 0) + 1
+            self.leases.pop(stream_id, None)
+            self.checkpoints[stream_id] = checkpoint
+
     def delete(self, stream_id: str) -> None:
         with self._lock:
             self.checkpoints.pop(stream_id, None)
@@ -90,3 +96,9 @@ class InMemoryTokenStore:
     def list(self) -> list[tuple[str, Checkpoint]]:
         with self._lock:
             return sorted(self.checkpoints.items())
+
+
+def _older(new: Checkpoint, stored: Checkpoint) -> bool:
+    if new.token is not None and stored.token is not None:
+        return new.token.data < stored.token.data
+    return False

@@ -33,8 +33,8 @@ def source(client: FakeClient, **kwargs: Any) -> MongoChangeSource:
     return MongoChangeSource(client=client, database="warehouse", collections=COLLECTIONS, **kwargs)
 
 
-def read_all(src: MongoChangeSource, start: StartPosition = StartPosition()) -> list[Any]:
-    return list(src.read(start))
+def read_all(src: MongoChangeSource, start: StartPosition | None = None) -> list[Any]:
+    return list(src.read(start or StartPosition()))
 
 
 def test_watch_arguments_for_each_start_and_server_version() -> None:

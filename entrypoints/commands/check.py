@@ -1,0 +1,121 @@
+"""``connector check``: a preflight table. Every row says what was checked and, when it fails, the fix."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from adapters.schema_files import SchemaLoadError
+from domain.redaction import redact
+from entrypoints.cli import cli, handle_errors, load
+from entrypoints.config import ConfigError, ConnectorConfig
+from entrypoints.container import build_container
+
+MIN_OPLOG_HOURS = 24.0
+
+
+class CheckFailed(Exception):
+    """A failed check; the message is the table's detail column."""
+
+
+def _mongodb(config: ConnectorConfig) -> str:
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    client: Any = MongoClient(config.mongodb.uri, serverSelectionTimeoutMS=5000)
+    try:
+        hello = client.admin.command("hello")
+        if not hello.get("setName"):
+            raise CheckFailed(
+                "not a replica set: change streams need one (start mongod with --replSet and rs.initiate())"
+            )
+        oplog = client["local"]["oplog.rs"]
+        first = oplog.find({}, {"ts": 1}).sort("$natural", 1).limit(1).next()["ts"]
+        last = oplog.find({}, {"ts": 1}).sort("$natural", -1).limit(1).next()["ts"]
+        hours = (last.time - first.time) / 3600
+        if hours < MIN_OPLOG_HOURS:
+            raise CheckFailed(
+                f"replica set {hello['setName']}, but the oplog covers only {hours:.1f} h; a stopped connector must "
+                f"restart within that window: raise it (replSetResizeOplog minRetentionHours: {MIN_OPLOG_HOURS:g})"
+            )
+        return f"replica set {hello['setName']}, oplog window {hours:.1f} h"
+    except PyMongoError as error:
+        raise CheckFailed(f"unreachable: {redact(str(error))[:200]}; check mongodb.uri and network access") from None
+    finally:
+        client.close()
+
+
+def _topics(config: ConnectorConfig, create: bool) -> str:
+    from adapters.pubsub_admin import ensure_topics, missing_topics
+
+    topics = [s.topic for s in config.streams] + (
+        [config.pubsub.dead_letter_topic] if config.pubsub.dead_letter_topic else []
+    )
+    missing = missing_topics(config.pubsub.project_id, topics)
+    if missing and create:
+        ensure_topics(config.pubsub.project_id, missing)
+        return f"created {', '.join(missing)}"
+    if missing:
+        raise CheckFailed(f"missing topics {', '.join(missing)}; run connector check --create-missing")
+    return f"{len(topics)} topic(s) exist in {config.pubsub.project_id}"
+
+
+def _firestore(config: ConnectorConfig) -> str:
+    store = build_container(config).token_store()
+    checkpoint = store.load(config.mongodb.database)
+    if checkpoint is None:
+        return f"reachable; no checkpoint yet for stream {config.mongodb.database} (starts at mongodb.start_at)"
+    return f"reachable; stream {config.mongodb.database} has a checkpoint"
+
+
+def _schemas(config: ConnectorConfig) -> str:
+    try:
+        registry = build_container(config).registry()
+    except (SchemaLoadError, ConfigError) as error:
+        raise CheckFailed(str(error)) from None
+    return ", ".join(f"{t} {'/'.join(registry.versions(t))}" for t in registry.types())
+
+
+@cli.command("check")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (else $CONNECTOR_CONFIG).")
+@click.option("--create-missing", is_flag=True, help="Create the Pub/Sub topics that do not exist.")
+@handle_errors
+def check_command(config_path: str | None, create_missing: bool) -> None:
+    """Preflight: config, MongoDB (a replica set with enough oplog), topics, Firestore, schemas.
+
+    Exit 0 only if every check passes.
+
+    \b
+    Example:
+      connector check --config config.yaml --create-missing
+    """
+    try:
+        config = load(config_path)
+    except ConfigError as error:
+        click.echo(f"{'config':<10} FAIL  {error}")
+        sys.exit(2)
+    checks: list[tuple[str, Callable[[], str]]] = [
+        ("config", lambda: f"source {config.source}, {len(config.streams)} stream(s)")
+    ]
+    if config.source == "mongodb":
+        checks.append(("mongodb", lambda: _mongodb(config)))
+    if config.pubsub.backend == "pubsub":
+        checks.append(("topics", lambda: _topics(config, create_missing)))
+    if config.token_store.backend == "firestore":
+        checks.append(("firestore", lambda: _firestore(config)))
+    checks.append(("schemas", lambda: _schemas(config)))
+    failed = 0
+    for name, run in checks:
+        try:
+            status, detail = "ok", run()
+        except CheckFailed as error:
+            status, detail = "FAIL", str(error)
+        except Exception as error:  # any dependency's own error, shown in one line
+            status, detail = "FAIL", f"{type(error).__name__}: {redact(str(error)).splitlines()[0][:200]}"
+        failed += status == "FAIL"
+        click.echo(f"{name:<10} {status:<5} {detail}")
+    if failed:
+        sys.exit(1)
