@@ -65,9 +65,8 @@ def main() -> None:
     }
     try:
         emulators = _emulators()
-        print(
-            f"emulators: Pub/Sub {os.environ['PUBSUB_EMULATOR_HOST']}, Firestore {os.environ['FIRESTORE_EMULATOR_HOST']}"
-        )
+        hosts = os.environ["PUBSUB_EMULATOR_HOST"], os.environ["FIRESTORE_EMULATOR_HOST"]
+        print(f"emulators: Pub/Sub {hosts[0]}, Firestore {hosts[1]}")
     except gcp_emulators.EmulatorUnavailable as error:
         print(f"NOTICE: {error}; running with in-memory Pub/Sub and token store instead")
         overrides.update(CONNECTOR_PUBSUB__BACKEND="memory", CONNECTOR_TOKEN_STORE__BACKEND="memory")
@@ -118,9 +117,10 @@ def main() -> None:
         emulator.stop()
     outcome = result[0] if result else None
     published = sum(_totals(registry, "connector_events_published_total", "collection").values())
+    rejected = {k: int(v) for k, v in _totals(registry, "connector_events_rejected_total", "reason").items()}
     print(
         f"\n\nsummary: {outcome.events if outcome else 0} events read, {published:.0f} published, "
-        f"rejected {dict((k, int(v)) for k, v in _totals(registry, 'connector_events_rejected_total', 'reason').items())}, "
+        f"rejected {rejected}, "
         f"stopped: {outcome.reason.value if outcome else 'unknown'}"
         + (f", last checkpoint {outcome.checkpoint.data[:24]}…" if outcome and outcome.checkpoint else "")
     )
