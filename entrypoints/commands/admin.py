@@ -207,7 +207,12 @@ def _documents(path: str) -> list[JsonObject]:
 @CONFIG_OPTION
 @handle_errors
 def schemas_list(config_path: str | None) -> None:
-    """Document types, their versions (newest last) and registered migrations."""
+    """Document types, their versions (newest last) and registered migrations.
+
+    \b
+    Example:
+      connector admin schemas list --config config.yaml
+    """
     registry, migrator = _registry(config_path)
     for document_type in registry.types():
         edges = sorted(f"{s}->{t}" for d, s, t in migrator.edges() if d == document_type)

@@ -59,3 +59,11 @@ def emulator_env(*emulators: gcp_emulators.Emulator) -> dict[str, str]:
     for emulator in emulators:
         env.update(emulator.env)
     return env
+
+
+@pytest.fixture
+def deployment(tmp_path, unique, pubsub_emulator, firestore_emulator):  # type: ignore[no-untyped-def]
+    """Topics, subscriptions, a Firestore collection and a config file of this test's own."""
+    from .test_run_end_to_end import Deployment
+
+    return Deployment(tmp_path, unique, pubsub_emulator, firestore_emulator)

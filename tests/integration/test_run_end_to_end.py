@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from google.cloud import pubsub_v1
 
 from adapters import gcp_emulators
@@ -73,13 +72,6 @@ logging: {{level: WARNING}}
     def store(self, firestore: gcp_emulators.Emulator) -> FirestoreTokenStore:
         os.environ.update(firestore.env)
         return FirestoreTokenStore(project_id=PROJECT, collection=self.collection)
-
-
-@pytest.fixture
-def deployment(
-    tmp_path: Path, unique: str, pubsub_emulator: gcp_emulators.Emulator, firestore_emulator: gcp_emulators.Emulator
-) -> Deployment:
-    return Deployment(tmp_path, unique, pubsub_emulator, firestore_emulator)
 
 
 def test_twenty_thousand_events_arrive_in_order_and_a_restart_adds_nothing(

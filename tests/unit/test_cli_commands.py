@@ -1,0 +1,149 @@
+"""Every CLI command as a user runs it (subprocesses), without external services."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CONNECTOR = [sys.executable, "-c", "from entrypoints.cli import main; main()"]
+MEMORY = {"CONNECTOR_TOKEN_STORE__BACKEND": "memory", "CONNECTOR_PUBSUB__BACKEND": "memory"}
+
+
+def connector(
+    *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [*CONNECTOR, *args],
+        env={**os.environ, **(env or {})},
+        input=None if stdin is None else stdin.decode(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+COMMANDS = [
+    ["run"],
+    ["replay"],
+    ["simulate"],
+    ["check"],
+    ["admin", "tokens", "list"],
+    ["admin", "tokens", "get"],
+    ["admin", "tokens", "set"],
+    ["admin", "tokens", "reset"],
+    ["admin", "schemas", "list"],
+    ["admin", "schemas", "show"],
+    ["admin", "schemas", "validate"],
+    ["admin", "schemas", "migrate"],
+    ["admin", "schemas", "path"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_shows_an_example(command: list[str]) -> None:
+    result = connector(*command, "--help")
+    assert result.returncode == 0
+    assert "Example" in result.stdout and "connector " + command[0] in result.stdout
+
+
+def test_schemas_list_show_path() -> None:
+    assert "inventory: v1, v2  (migrations: v1->v2)" in connector("admin", "schemas", "list").stdout
+    shown = json.loads(connector("admin", "schemas", "show", "inventory", "v1").stdout)
+    assert shown["title"] == "Inventory level v1"
+    assert connector("admin", "schemas", "path", "inventory", "v1", "v2").stdout.strip() == "v1 -> v2"
+    missing = connector("admin", "schemas", "path", "inventory", "v2", "v1")
+    assert missing.returncode == 1 and "no registered migration path" in missing.stderr
+
+
+def test_schemas_validate_reports_every_error_and_exits_1(tmp_path: Path) -> None:
+    good = {
+        "_schema_version": "v1",
+        "product_id": "p",
+        "warehouse_id": "w",
+        "quantity": 1,
+        "last_updated": "2024-03-20T10:00:00Z",
+    }
+    bad = {**good, "quantity": -1, "last_updated": "yesterday"}
+    file = tmp_path / "docs.jsonl"
+    file.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    result = connector("admin", "schemas", "validate", "inventory", str(file))
+    assert result.returncode == 1
+    assert "#2 (v1) /last_updated: 'yesterday' is not a 'date-time'" in result.stdout
+    assert "#2 (v1) /quantity: -1 is less than the minimum of 0" in result.stdout
+    assert "1 valid, 1 invalid" in result.stderr
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps(good, indent=2))  # one pretty-printed document
+    assert connector("admin", "schemas", "validate", "inventory", str(single)).returncode == 0
+
+
+def test_schemas_migrate_extended_json(tmp_path: Path) -> None:
+    file = tmp_path / "old.json"
+    file.write_text(
+        '{"_id": {"$oid": "65fab39ee1d2c3b4a5968701"}, "_schema_version": "v1", "quantity": {"$numberLong": "4"}}'
+    )
+    result = connector("admin", "schemas", "migrate", "inventory", str(file), "--to", "v2")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "_id": "65fab39ee1d2c3b4a5968701",
+        "_schema_version": "v2",
+        "quantity": 4,
+        "reserved_quantity": 0,
+    }
+
+
+def test_tokens_reset_needs_yes_and_unknown_stream_fails() -> None:
+    refused = connector("admin", "tokens", "reset", "warehouse", env=MEMORY)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    missing = connector("admin", "tokens", "get", "warehouse", env=MEMORY)
+    assert missing.returncode == 1 and "no checkpoint stored" in missing.stderr
+    both = connector("admin", "tokens", "set", "warehouse", env=MEMORY)
+    assert both.returncode == 2 and "exactly one of --token or --at" in both.stderr
+    bad_time = connector("admin", "tokens", "set", "warehouse", "--at", "yesterday", env=MEMORY)
+    assert bad_time.returncode == 2 and "RFC 3339" in bad_time.stderr
+
+
+def test_check_fails_without_mongodb_and_never_prints_the_password() -> None:
+    env = {
+        **MEMORY,
+        "CONNECTOR_MONGODB__URI": "mongodb://admin:s3cret@127.0.0.1:1/?replicaSet=rs0&serverSelectionTimeoutMS=200",
+    }
+    result = connector("check", env=env)
+    assert result.returncode == 1
+    assert "mongodb    FAIL" in result.stdout and "schemas    ok" in result.stdout
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_bad_config_is_exit_2_with_the_key_for_every_command(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("pubsub: {ordering_buckets: many}\n")
+    for command in (["run"], ["admin", "tokens", "list"], ["admin", "schemas", "list"]):
+        result = connector(*command, "--config", str(config))
+        assert result.returncode == 2, command
+        assert "pubsub.ordering_buckets: expected an integer" in result.stderr
+        assert "Traceback" not in result.stderr
+    verbose = connector("--verbose", "run", "--config", str(config))
+    assert "Traceback" in verbose.stderr
+
+
+def test_run_logs_are_json_lines_with_the_required_fields(tmp_path: Path) -> None:
+    events = tmp_path / "e.jsonl"
+    events.write_text(connector("simulate", "--count", "300").stdout)
+    env = {**MEMORY, "CONNECTOR_SOURCE": "jsonl", "CONNECTOR_JSONL__PATH": str(events), "PORT": "0"}
+    result = connector("run", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines, "no log lines"
+    for line in lines:
+        assert {"timestamp", "level", "severity", "event", "correlation_id"} <= set(line)
+        assert line["level"] == line["severity"] in {"DEBUG", "INFO", "WARNING", "ERROR"}
+        assert line["timestamp"].endswith("Z")
+    rejected = [line for line in lines if line["event"] == "document_rejected"]
+    assert rejected and all(line["reason"] and line["errors"] and line["document_id"] for line in rejected)
+    assert {"connector_started", "pipeline_stopped", "connector_stopped"} <= {line["event"] for line in lines}
