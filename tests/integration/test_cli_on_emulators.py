@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -78,10 +79,8 @@ def test_metrics_are_valid_prometheus_text_while_running(deployment: Deployment)
         text = ""
         deadline = time.monotonic() + 60
         while "connector_events_published_total{" not in text and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(OSError):
                 text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-            except OSError:
-                pass
             time.sleep(0.1)  # polling a scrape endpoint: nothing to await
         families = {family.name: family for family in text_string_to_metric_families(text)}
         for name in ("connector_events_read", "connector_events_published", "connector_publish_latency_seconds",

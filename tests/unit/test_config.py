@@ -99,3 +99,25 @@ def test_secrets_never_appear_in_errors_or_repr() -> None:
         structure_config({"mongodb": {"uri": uri, "batch_size": "x"}})
     assert "s3cret-pw" not in str(error.value)
     assert "s3cret-pw" not in repr(structure_config({"mongodb": {"uri": uri}}))
+
+
+def test_example_files_document_every_key_with_its_default() -> None:
+    import attrs
+    import yaml
+
+    from entrypoints.config import ConnectorConfig
+
+    root = Path(__file__).resolve().parents[2]
+    example = yaml.safe_load((root / "config" / "config.yaml.example").read_text())
+    assert structure_config(example) == ConnectorConfig()
+    env_lines = dict(
+        line.split("=", 1) for line in (root / ".env.example").read_text().splitlines() if line and line[0] != "#"
+    )
+    env = {k: v for k, v in env_lines.items() if k.startswith("CONNECTOR_") and k != "CONNECTOR_CONFIG" and v}
+    assert load_config(environ=env) == ConnectorConfig()
+    for section in attrs.fields(ConnectorConfig):
+        value = getattr(ConnectorConfig(), section.name)
+        if attrs.has(type(value)):
+            for key in attrs.fields(type(value)):
+                assert f"CONNECTOR_{section.name.upper()}__{key.name.upper()}" in env_lines, (section.name, key.name)
+                assert key.name in example[section.name], (section.name, key.name)
