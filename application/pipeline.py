@@ -58,6 +58,7 @@ class PipelineSettings:
     fail_on_invalid: bool = False
     retry: RetryPolicy = field(factory=RetryPolicy)
     generation: int = 0
+    summary_interval_s: float = 30.0
 
 
 @frozen
@@ -74,6 +75,11 @@ class RunResult:
 class _Counters:
     events: int = 0
     checkpoints: int = 0
+    published: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    reported_events: int = 0
+    reported_at: float = 0.0
 
 
 class Pipeline:
@@ -142,6 +148,7 @@ class Pipeline:
 
     def run(self, start: StartPosition) -> RunResult:
         self._last_saved = start.resume_after or start.start_after
+        self._counters.reported_at = self._clock.monotonic()
         self._schedule_checkpoint()
         reason = self._read_loop(start)
         return self._shutdown(reason)
@@ -209,6 +216,7 @@ class Pipeline:
         if isinstance(outcome, Publish):
             self._dispatch(event, outcome.messages, published=True)
         elif isinstance(outcome, Reject):
+            self._counters.rejected += 1
             self._metrics.event_rejected(collection=collection, operation=event.operation, reason=outcome.reason)
             if self._settings.fail_on_invalid:
                 self._set_fatal(
@@ -227,6 +235,7 @@ class Pipeline:
         return True
 
     def _skipped(self, outcome: Skip) -> None:
+        self._counters.skipped += 1
         self._metrics.event_skipped(reason=outcome.reason)
         self._tracker.add(outcome.event.token, outcome.event.cluster_time, settled=True)
 
@@ -244,8 +253,18 @@ class Pipeline:
                 return
             self._tracker.settle(seq)
             if published:
+                self._counters.published += 1
                 self._metrics.event_published(collection=collection, operation=event.operation, latency_seconds=latency)
                 self._record_lag(event.cluster_time)
+                log.debug(
+                    "event_published",
+                    event_id=messages[0].event_id,
+                    correlation_id=messages[0].attributes.get("correlation_id"),
+                    collection=collection,
+                    operation=event.operation,
+                    document_id=event.document_id,
+                    latency_seconds=round(latency, 4),
+                )
 
         for message in messages:
             self._reliable.publish(message, done)
@@ -277,9 +296,28 @@ class Pipeline:
         self._timer = self._clock.call_later(self._settings.checkpoint_interval_s, self._periodic_checkpoint)
 
     def _periodic_checkpoint(self) -> None:
-        if self._clock.monotonic() >= self._next_checkpoint_at:
+        now = self._clock.monotonic()
+        if now >= self._next_checkpoint_at:
             self._checkpoint()
+        if now - self._counters.reported_at >= self._settings.summary_interval_s:
+            self._summary(now)
         self._schedule_checkpoint()
+
+    def _summary(self, now: float) -> None:
+        """The INFO-level progress line (per-event lines are DEBUG)."""
+        counters = self._counters
+        elapsed = max(1e-9, now - counters.reported_at)
+        log.info(
+            "progress",
+            events=counters.events,
+            published=counters.published,
+            rejected=counters.rejected,
+            skipped=counters.skipped,
+            events_per_second=round((counters.events - counters.reported_events) / elapsed, 1),
+            in_flight=self._reliable.in_flight,
+            checkpoint=None if self._last_saved is None else self._last_saved.data[:32],
+        )
+        counters.reported_events, counters.reported_at = counters.events, now
 
     def _checkpoint(self) -> bool:
         """Save the watermark if it moved; False when the store refused or failed."""
@@ -358,6 +396,9 @@ class Pipeline:
             "pipeline_stopped",
             reason=reason.value,
             events=result.events,
+            published=self._counters.published,
+            rejected=self._counters.rejected,
+            skipped=self._counters.skipped,
             in_flight=self._reliable.in_flight,
             checkpoint=None if self._last_saved is None else self._last_saved.data,
         )
