@@ -39,6 +39,7 @@ run: install
 
 bench: install
 	$(BIN)/python bench/hot_path.py
+	$(BIN)/python bench/end_to_end.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -10,6 +10,7 @@ paused ordering key (which the client raises synchronously) becomes a failed cal
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -75,7 +76,7 @@ class PubSubPublisher:
         )
         self._paths: dict[str, str] = {}
         self._pending = 0
-        self._idle = threading.Condition()
+        self._count_lock = threading.Lock()  # tiny critical sections: callbacks must not queue behind publishes
 
     @property
     def client(self) -> Any:
@@ -88,7 +89,7 @@ class PubSubPublisher:
         return path
 
     def publish(self, message: OutboundMessage, on_done: PublishCallback) -> None:
-        with self._idle:
+        with self._count_lock:
             self._pending += 1
         try:
             future: Future[str] = self._client.publish(
@@ -110,17 +111,18 @@ class PubSubPublisher:
         future.add_done_callback(done)
 
     def _finished(self) -> None:
-        with self._idle:
+        with self._count_lock:
             self._pending -= 1
-            if self._pending == 0:
-                self._idle.notify_all()
 
     def resume(self, topic: str, ordering_key: str) -> None:
         self._client.resume_publish(self.topic_path(topic), ordering_key)
 
     def flush(self, timeout: float) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout)
+        """Only used at shutdown; polls rather than making every callback signal a condition."""
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self._pending == 0
 
     def close(self) -> None:
         self._client.stop()

@@ -31,6 +31,7 @@ class SystemClock:
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
+        self._waiters = 0
         self._queue: list[_Call] = []
         self._order = itertools.count()
         self._wakeup = threading.Condition()
@@ -51,12 +52,19 @@ class SystemClock:
         return call
 
     def notify(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
+        # Publisher callbacks call this for every message; take the condition's lock only when someone
+        # waits. A waiter registers before checking its predicate, so no wake-up is lost.
+        if self._waiters:
+            with self._changed:
+                self._changed.notify_all()
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         with self._changed:
-            return self._changed.wait_for(predicate, timeout=max(0.0, timeout))
+            self._waiters += 1
+            try:
+                return self._changed.wait_for(predicate, timeout=max(0.0, timeout))
+            finally:
+                self._waiters -= 1
 
     def _run(self) -> None:
         while True:

@@ -125,6 +125,7 @@ class Pipeline:
         self._timer: Cancellable | None = None
         self._last_read: ResumeToken | None = None
         self._counters = _Counters()
+        self._lag_sampled_at = float("-inf")
 
     # ------------------------------------------------------------------ control
 
@@ -246,11 +247,11 @@ class Pipeline:
         collection = event.collection or ""
 
         def done(latency: float) -> None:
-            with lock:
-                remaining[0] -= 1
-                last = remaining[0] == 0
-            if not last:
-                return
+            if remaining[0] > 1:  # dropDatabase fans out: settle once every topic has it
+                with lock:
+                    remaining[0] -= 1
+                    if remaining[0] > 0:
+                        return
             self._tracker.settle(seq)
             if published:
                 self._counters.published += 1
@@ -270,7 +271,10 @@ class Pipeline:
             self._reliable.publish(message, done)
 
     def _record_lag(self, cluster_time: ClusterTime | None) -> None:
-        if cluster_time is not None:
+        """Sampled every 100 ms: the gauge needs no more, and wall-clock reads add up at full rate."""
+        now = self._clock.monotonic()
+        if cluster_time is not None and now - self._lag_sampled_at >= 0.1:
+            self._lag_sampled_at = now
             self._metrics.lag(seconds=max(0.0, self._clock.now().timestamp() - cluster_time.seconds))
 
     # ------------------------------------------------------------------ failures
@@ -399,6 +403,7 @@ class Pipeline:
             published=self._counters.published,
             rejected=self._counters.rejected,
             skipped=self._counters.skipped,
+            checkpoints=self._counters.checkpoints,
             in_flight=self._reliable.in_flight,
             checkpoint=None if self._last_saved is None else self._last_saved.data,
         )

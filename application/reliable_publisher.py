@@ -74,14 +74,19 @@ class ReliablePublisher:
 
     def publish(self, message: OutboundMessage, on_done: Done) -> None:
         pending = _Pending(next(self._seq), message, on_done, self._clock.monotonic())
-        with self._lock:
+        with self._lock:  # short: never held across the client call, which contends with its callbacks
             self._in_flight += 1
-            self._metrics.in_flight(messages=self._in_flight)
-            state = self._keys.get((message.topic, message.ordering_key)) if message.ordering_key else None
+            in_flight = self._in_flight
+            state = (
+                self._keys.get((message.topic, message.ordering_key)) if message.ordering_key and self._keys else None
+            )
             if state is not None and state.blocked:
                 bisect.insort(state.backlog, pending)
                 return
-            self._send(pending)
+        self._metrics.in_flight(messages=in_flight)
+        # Safe outside the lock: if the key fails between the check and this call, the client has paused
+        # it, this publish fails too and joins the backlog in sequence order.
+        self._send(pending)
 
     def close(self) -> None:
         """Cancel scheduled retries (shutdown); messages still pending are left unsettled."""
@@ -98,11 +103,13 @@ class ReliablePublisher:
         if error is None:
             with self._lock:
                 self._in_flight -= 1
-                self._metrics.in_flight(messages=self._in_flight)
-                key = (pending.message.topic, pending.message.ordering_key)
-                state = self._keys.get(key)
-                if state is not None and not state.blocked and not state.backlog:
-                    del self._keys[key]  # the key recovered: forget its failure history
+                in_flight = self._in_flight
+                if self._keys:
+                    key = (pending.message.topic, pending.message.ordering_key)
+                    state = self._keys.get(key)
+                    if state is not None and not state.blocked and not state.backlog:
+                        del self._keys[key]  # the key recovered: forget its failure history
+            self._metrics.in_flight(messages=in_flight)
             pending.on_done(self._clock.monotonic() - pending.started)
             self._clock.notify()
             return

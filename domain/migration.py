@@ -3,7 +3,8 @@
 Registries are graphs, not chains: teams add a v3→v2 downgrade or a v1→v3 shortcut, and cycles are
 normal. Breadth-first search gives the fewest steps; ties go to the neighbour that sorts first in
 natural version order, so the same registry always takes the same path. Each step works on a copy,
-and a step that does not set ``_schema_version`` gets it set to the step's target.
+and a step that does not set ``_schema_version`` gets it set to the step's target. Checking the
+result against the target schema is the caller's job (it owns the registry and the reject reason).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Protocol
 
 from attrs import frozen
 
@@ -19,7 +20,6 @@ from domain.json_types import JsonObject
 from domain.schema_registry import version_key
 
 MigrationFn = Callable[[JsonObject], JsonObject]
-_T = TypeVar("_T")
 
 
 def _copy(value: Any) -> Any:
@@ -37,7 +37,7 @@ _CONTAINERS = (dict, list)
 
 
 class MigrationError(Exception):
-    """Base of the migration failures; each maps to its own rejection reason."""
+    """Base of the migration failures; each subclass maps to its own reject reason."""
 
 
 class MigrationPathMissing(MigrationError):
@@ -45,39 +45,42 @@ class MigrationPathMissing(MigrationError):
 
 
 class MigrationFailed(MigrationError):
-    """A migration function raised; the original exception is the ``__cause__``."""
+    """A migration function raised (the original exception is the ``__cause__``) or returned a non-dict."""
 
 
 @frozen
 class MigrationResult:
+    """The migrated document and the versions it went through, source first."""
+
     document: JsonObject
     path: tuple[str, ...]
 
 
-class _Registrar(Generic[_T]):
-    """``register_migration`` on the class registers into the process-wide default migrator (the
-    seed's spelling, ``SchemaMigrator.register_migration(DocumentType.INVENTORY, "v1", "v2", fn)``);
-    on an instance, into that instance."""
+class _Register(Protocol):
+    def __call__(self, document_type: str, from_version: str, to_version: str, fn: MigrationFn) -> None: ...
 
-    @overload
-    def __get__(self, instance: None, owner: type[SchemaMigrator]) -> Callable[[str, str, str, MigrationFn], None]: ...
-    @overload
-    def __get__(
-        self, instance: SchemaMigrator, owner: type[SchemaMigrator]
-    ) -> Callable[[str, str, str, MigrationFn], None]: ...
 
-    def __get__(
-        self, instance: SchemaMigrator | None, owner: type[SchemaMigrator]
-    ) -> Callable[[str, str, str, MigrationFn], None]:
-        target = owner.default() if instance is None else instance
-        return target._register
+class _DefaultOrInstance:
+    """Makes ``register_migration`` work on the class and on an instance.
+
+    On the class it fills the process-wide default migrator (the seed's spelling,
+    ``SchemaMigrator.register_migration(DocumentType.INVENTORY, "v1", "v2", fn)``); on an instance,
+    that instance. A classmethod cannot do both.
+    """
+
+    def __get__(self, instance: SchemaMigrator | None, owner: type[SchemaMigrator]) -> _Register:
+        return (owner.default() if instance is None else instance)._register
 
 
 class SchemaMigrator:
-    """A registry of migration functions with shortest-path migration."""
+    """A registry of migration functions with shortest-path migration.
+
+    Registering an edge that already exists replaces its function (last registration wins), so a
+    user directory can override a built-in migration.
+    """
 
     _default: SchemaMigrator | None = None
-    register_migration: _Registrar[Any] = _Registrar()
+    register_migration = _DefaultOrInstance()
 
     def __init__(self) -> None:
         self._edges: dict[str, dict[str, dict[str, MigrationFn]]] = {}
@@ -91,12 +94,11 @@ class SchemaMigrator:
         return cls._default
 
     def _register(self, document_type: str, from_version: str, to_version: str, fn: MigrationFn) -> None:
-        """Register (or replace: last registration wins) the migration of one edge."""
         self._edges.setdefault(str(document_type), {}).setdefault(from_version, {})[to_version] = fn
         self._paths.clear()
 
     def migration(self, document_type: str, from_version: str, to_version: str) -> Callable[[MigrationFn], MigrationFn]:
-        """Decorator form of ``register_migration``."""
+        """Decorator form of ``register_migration``; returns the function unchanged."""
 
         def decorate(fn: MigrationFn) -> MigrationFn:
             self._register(document_type, from_version, to_version, fn)
@@ -105,17 +107,23 @@ class SchemaMigrator:
         return decorate
 
     def include(self, other: SchemaMigrator) -> None:
-        """Add every edge of ``other`` (its registrations win over ours)."""
-        for document_type, sources in other._edges.items():
-            for source, targets in sources.items():
-                for target, fn in targets.items():
-                    self._register(document_type, source, target, fn)
+        """Add every edge of ``other``; where both have an edge, ``other``'s wins."""
+        for document_type, source, target in other.edges():
+            self._register(document_type, source, target, other._edges[document_type][source][target])
+
+    def merged(self, *others: SchemaMigrator) -> SchemaMigrator:
+        """A new migrator with this one's edges, then each of ``others``'s (later ones win)."""
+        result = SchemaMigrator()
+        for migrator in (self, *others):
+            result.include(migrator)
+        return result
 
     def edges(self) -> list[tuple[str, str, str]]:
         """Every registered (type, from, to)."""
         return [(t, s, d) for t, sources in self._edges.items() for s, targets in sources.items() for d in targets]
 
     def find_path(self, *, document_type: str, from_version: str, to_version: str) -> tuple[str, ...]:
+        """The fewest-steps chain of versions from ``from_version`` to ``to_version``, both included."""
         key = (str(document_type), from_version, to_version)
         if key not in self._paths:
             self._paths[key] = self._search(*key)
@@ -123,7 +131,7 @@ class SchemaMigrator:
         if path is None:
             raise MigrationPathMissing(
                 f"no registered migration path for {document_type} from {from_version} to {to_version}; "
-                f"register one (e.g. {from_version}->{to_version}) in schemas/{document_type}/migrations.py"
+                f"register one (e.g. {from_version}->{to_version}) in {document_type}/migrations.py"
             )
         return path
 
@@ -150,9 +158,9 @@ class SchemaMigrator:
     def migrate(
         self, *, document_type: str, document: JsonObject, from_version: str, to_version: str
     ) -> MigrationResult:
-        """Apply each step of the shortest path to a copy of ``document``."""
+        """Apply each step of the shortest path to a copy of ``document`` (which is never mutated)."""
         path = self.find_path(document_type=document_type, from_version=from_version, to_version=to_version)
-        current = _copy(document)
+        current: JsonObject = _copy(document)
         for source, target in itertools.pairwise(path):
             fn = self._edges[str(document_type)][source][target]
             try:

@@ -1,0 +1,300 @@
+"""End to end against the Pub/Sub emulator: ``connector run`` beside a raw publisher loop, per ordering mode.
+
+For each mode the same events go through (a) ``connector run`` with ``source: jsonl`` and Firestore
+checkpoints, timed from process start to exit, and (b) a raw loop with the same client, batch
+settings, ordering keys and message bytes (``connector replay``'s output, pre-encoded), timed from
+the first publish to the last acknowledgement. The ratio connector / raw is what the connector
+costs. Also reported: checkpoint writes per second, peak RSS, and RSS while the emulator is
+SIGSTOPped. Results go to ``bench/results/end_to_end.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adapters import gcp_emulators
+from adapters.pubsub_admin import ensure_topics
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PROJECT = "bench-project"
+CONNECTOR = [sys.executable, "-c", "from entrypoints.cli import main; main()"]
+
+
+@contextmanager
+def emulators() -> Iterator[tuple[gcp_emulators.Emulator, gcp_emulators.Emulator]]:
+    pubsub = gcp_emulators.start("pubsub", project=PROJECT)
+    firestore = gcp_emulators.start("firestore", project=PROJECT)
+    try:
+        yield pubsub, firestore
+    finally:
+        pubsub.stop()
+        firestore.stop()
+
+
+def write_config(directory: Path, *, mode: str, events: Path, tag: str, validate: bool, latency_ms: int,
+                 buckets: int, extra: str = "") -> Path:  # fmt: skip
+    inventory_type = "document_type: inventory, " if validate else ""
+    transaction_type = "document_type: transaction, " if validate else ""
+    config = directory / f"config-{tag}.yaml"
+    config.write_text(
+        f"""
+source: jsonl
+jsonl: {{path: {events}}}
+streams:
+  - {{collection: inventory, {inventory_type}topic: inventory-{tag}}}
+  - {{collection: transactions, {transaction_type}topic: transactions-{tag}}}
+pubsub: {{project_id: {PROJECT}, ordering: {mode}, ordering_buckets: {buckets}, batch_max_latency_ms: {latency_ms}}}
+token_store: {{collection: tokens_{tag}}}
+logging: {{level: WARNING}}
+{extra}
+"""
+    )
+    return config
+
+
+def rss_sampler(pid: int, samples: list[float], stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        samples.append(int(line.split()[1]) / 1024)
+        except OSError:
+            return
+        stop.wait(0.2)
+
+
+def run_connector(config: Path, env: dict[str, str]) -> dict[str, Any]:
+    started = time.monotonic()
+    process = subprocess.Popen([*CONNECTOR, "run", "--config", str(config)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)  # fmt: skip
+    samples: list[float] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=rss_sampler, args=(process.pid, samples, stop), daemon=True)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    seconds = time.monotonic() - started
+    stop.set()
+    if process.returncode != 0:
+        raise RuntimeError(f"connector run failed: {stderr.decode()[-2000:]}")
+    stopped = [orjson.loads(line) for line in stdout.splitlines() if b'"pipeline_stopped"' in line]
+    return {"seconds": seconds, "peak_rss_mb": max(samples, default=0.0), "stopped": stopped[-1] if stopped else None}
+
+
+def raw_loop(messages: list[dict[str, Any]], *, latency_ms: int, env: dict[str, str]) -> float:
+    """The same client and settings, publishing pre-encoded messages as fast as it accepts them."""
+    os.environ.update(env)
+    from concurrent.futures import wait
+
+    from google.cloud import pubsub_v1
+    from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
+
+    client = pubsub_v1.PublisherClient(
+        batch_settings=BatchSettings(max_bytes=9_500_000, max_latency=latency_ms / 1000, max_messages=1000),
+        publisher_options=PublisherOptions(enable_message_ordering=True),
+    )
+    paths: dict[str, str] = {}
+    prepared = []
+    for message in messages:
+        topic = message["topic"]
+        path = paths.setdefault(topic, client.topic_path(PROJECT, topic))
+        prepared.append((path, orjson.dumps(message["data"]), message["ordering_key"], message["attributes"]))
+    started = time.monotonic()
+    futures = [client.publish(path, data, ordering_key=key, **attributes) for path, data, key, attributes in prepared]
+    wait(futures)
+    seconds = time.monotonic() - started
+    client.stop()
+    return seconds
+
+
+def replay_messages(config: Path, events: Path, env: dict[str, str], tag: str) -> list[dict[str, Any]]:
+    result = subprocess.run([*CONNECTOR, "replay", str(events), "--config", str(config)], env=env,
+                            capture_output=True, check=True)  # fmt: skip
+    messages = [orjson.loads(line) for line in result.stdout.splitlines()]
+    for message in messages:  # the raw loop publishes to its own topics
+        message["topic"] = message["topic"].replace(f"-{tag}", f"-raw{tag}")
+    return messages
+
+
+def checkpoint_writes(stopped: dict[str, Any] | None, seconds: float, interval_ms: int) -> dict[str, float]:
+    return {"interval_ms": interval_ms, "max_allowed_per_s": 1000 / interval_ms, "seconds": seconds}
+
+
+def stall_test(directory: Path, pubsub: gcp_emulators.Emulator, env: dict[str, str], *, seconds: int) -> dict[str, Any]:
+    """The simulated source keeps producing while the emulator is SIGSTOPped: RSS must plateau."""
+    config = directory / "config-stall.yaml"
+    config.write_text(
+        f"""
+source: simulated
+simulated: {{rate: 0, start_time: now}}
+streams:
+  - {{collection: inventory, document_type: inventory, topic: inventory-stall}}
+  - {{collection: transactions, document_type: transaction, topic: transactions-stall}}
+pubsub: {{project_id: {PROJECT}, max_in_flight_messages: 10000}}
+token_store: {{collection: tokens_stall}}
+logging: {{level: ERROR}}
+"""
+    )
+    ensure_topics(PROJECT, ["inventory-stall", "transactions-stall"])
+    process = subprocess.Popen([*CONNECTOR, "run", "--config", str(config)], env={**env, "PORT": "0"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    samples: list[float] = []
+    stop = threading.Event()
+    threading.Thread(target=rss_sampler, args=(process.pid, samples, stop), daemon=True).start()
+    try:
+        time.sleep(10)  # full rate first
+        before = max(samples, default=0.0)
+        pubsub.pause()
+        paused_at = len(samples)
+        time.sleep(seconds)
+        during = samples[paused_at:]
+        pubsub.resume()
+        time.sleep(5)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        stop.set()
+    half = len(during) // 2
+    return {
+        "peak_rss_full_rate_mb": round(before, 1),
+        "rss_first_half_of_stall_mb": round(max(during[:half], default=0.0), 1),
+        "rss_second_half_of_stall_mb": round(max(during[half:], default=0.0), 1),
+        "stall_seconds": seconds,
+    }
+
+
+def latency_test(rate: float, seconds: float) -> dict[str, Any]:
+    """In-process, ``source: simulated`` paced at ``rate``: read-to-acknowledgement latency per event.
+
+    The simulator emits each event when the pipeline reads it (its cluster time is that second), so
+    read→ack is the event's latency through the connector; cluster time itself has one-second precision.
+    """
+    from adapters.firestore_token_store import FirestoreTokenStore
+    from adapters.memory.metrics import RecordingMetrics
+    from adapters.pubsub_publisher import PubSubPublisher
+    from adapters.schema_files import load_registry
+    from adapters.simulated_source import SimulatedSource
+    from adapters.simulator import WorkloadSpec
+    from adapters.system_clock import SystemClock
+    from application.pipeline import Pipeline, PipelineSettings
+    from application.ports import StartPosition
+    from application.processing import ProcessingSettings, ProcessingStep, StreamRoute
+    from entrypoints.logging_setup import configure_logging
+
+    configure_logging(level="ERROR")
+    ensure_topics(PROJECT, ["inventory-latency", "transactions-latency"])
+    registry, migrator = load_registry()
+    routes = {
+        "inventory": StreamRoute("inventory", "inventory-latency", "inventory"),
+        "transactions": StreamRoute("transactions", "transactions-latency", "transaction"),
+    }
+    clock = SystemClock()
+    metrics = RecordingMetrics()
+    source = SimulatedSource(WorkloadSpec(start_seconds=int(time.time()), events_per_second=max(1, int(rate))),
+                             rate=rate, wait=clock.wait_until, monotonic=clock.monotonic)  # fmt: skip
+    publisher = PubSubPublisher(project_id=PROJECT, batch_max_latency_s=0.05)
+    pipeline = Pipeline(
+        source=source,
+        step=ProcessingStep(
+            settings=ProcessingSettings(routes=routes, database="warehouse"), registry=registry, migrator=migrator
+        ),
+        publisher=publisher,
+        token_store=FirestoreTokenStore(project_id=PROJECT, collection="tokens_latency"),
+        clock=clock,
+        metrics=metrics,
+        settings=PipelineSettings(stream_id="latency"),
+    )
+    clock.call_later(seconds, pipeline.request_stop)
+    result = pipeline.run(StartPosition())
+    publisher.close()
+    latencies = sorted(metrics.latencies)
+    if not latencies:
+        return {"rate": rate, "events": result.events}
+
+    def quantile(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 1)
+
+    return {"rate": rate, "events": result.events, "p50_ms": quantile(0.5), "p99_ms": quantile(0.99),
+            "max_ms": round(latencies[-1] * 1000, 1)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--modes", default="bucketed,document,none,bucketed-novalidation")
+    parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument("--buckets", type=int, default=16)
+    parser.add_argument("--stall-seconds", type=int, default=20)
+    parser.add_argument("--latency-seconds", type=int, default=20)
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    rows: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp, emulators() as (pubsub, firestore):
+        directory = Path(tmp)
+        os.environ.update({**pubsub.env, **firestore.env})
+        env = {**os.environ, "PORT": "0"}
+        events = directory / "events.jsonl"
+        events.write_bytes(subprocess.run([*CONNECTOR, "simulate", "--count", str(args.events), "--seed", "7"],
+                                          capture_output=True, check=True).stdout)  # fmt: skip
+        for index, name in enumerate(args.modes.split(",")):
+            mode, _, variant = name.partition("-")
+            tag = f"m{index}"
+            config = write_config(directory, mode=mode, events=events, tag=tag, validate=variant != "novalidation",
+                                  latency_ms=args.latency_ms, buckets=args.buckets)  # fmt: skip
+            topics = [f"inventory-{tag}", f"transactions-{tag}", f"inventory-raw{tag}", f"transactions-raw{tag}"]
+            ensure_topics(PROJECT, topics)
+            messages = replay_messages(config, events, env, tag)
+            raw_seconds = raw_loop(messages, latency_ms=args.latency_ms, env=env)
+            connector = run_connector(config, env)
+            stopped = connector["stopped"] or {}
+            rows[name] = {
+                "checkpoints": stopped.get("checkpoints"),
+                "checkpoints_per_s": round((stopped.get("checkpoints") or 0) / connector["seconds"], 2),
+                "events": args.events,
+                "messages": len(messages),
+                "connector_seconds": round(connector["seconds"], 2),
+                "connector_events_per_s": round(args.events / connector["seconds"]),
+                "raw_seconds": round(raw_seconds, 2),
+                "raw_messages_per_s": round(len(messages) / raw_seconds),
+                "ratio": round(raw_seconds / connector["seconds"], 3),
+                "peak_rss_mb": round(connector["peak_rss_mb"], 1),
+            }
+            print(name, rows[name], flush=True)
+        stall = stall_test(directory, pubsub, env, seconds=args.stall_seconds) if args.stall_seconds else None
+        if stall:
+            print("stall", stall, flush=True)
+        latency = None
+        if args.latency_seconds and rows:
+            half = next(iter(rows.values()))["connector_events_per_s"] / 2
+            latency = latency_test(half, args.latency_seconds)
+            print("latency", latency, flush=True)
+    out = RESULTS / "end_to_end.json"
+    out.write_text(json.dumps({"python": platform.python_version(), "measured_at": datetime.now(UTC).isoformat(
+        timespec="seconds"), "batch_max_latency_ms": args.latency_ms, "ordering_buckets": args.buckets,
+        "modes": rows, "stall": stall, "latency_at_half_rate": latency}, indent=2))  # fmt: skip
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
