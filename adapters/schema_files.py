@@ -54,9 +54,9 @@ def load_registry(*, extra_directory: Path | None = None) -> tuple[SchemaRegistr
             {t: {v: schema for v, (schema, _) in versions.items()} for t, versions in found.items()}
         )
     except SchemaDefinitionError as error:
-        file = found[error.document_type][error.version][1]
-        raise SchemaLoadError(f"{file}: {error}") from None
-    sources = [*migrations, (None, SchemaMigrator.default())]
+        schema_file = found[error.document_type][error.version][1]
+        raise SchemaLoadError(f"{schema_file}: {error}") from None
+    sources: list[tuple[Path | None, SchemaMigrator]] = [*migrations, (None, SchemaMigrator.default())]
     for file, migrator in sources:
         origin = file or "SchemaMigrator.register_migration (the process-wide default)"
         for document_type, source, target in migrator.edges():

@@ -7,5 +7,7 @@ import enum
 
 
 class DocumentType(enum.StrEnum):
+    """The built-in types, for code that names them; members are ``str``, so every API accepts either."""
+
     INVENTORY = "inventory"
     TRANSACTION = "transaction"
