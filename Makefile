@@ -41,5 +41,9 @@ bench: install
 	$(BIN)/python bench/hot_path.py
 	$(BIN)/python bench/end_to_end.py
 
+chaos: install
+	CONNECTOR_TEST_CHAOS_TRIALS=20 CONNECTOR_TEST_CHAOS_EVENTS=20000 CONNECTOR_TEST_CHAOS_OUTAGE_S=30 CONNECTOR_TEST_CHAOS_RECORD=1 \
+		$(BIN)/pytest -q tests/integration/test_reliability.py tests/integration/test_outage.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -10,20 +10,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
-from attrs import define, field
+
+from adapters.scheduled_call import ScheduledCall
 
 log = structlog.get_logger("connector.clock")
-
-
-@define(order=True)
-class _Call:
-    at: float
-    order: int
-    fn: Callable[[], None] = field(order=False)
-    cancelled: bool = field(default=False, order=False)
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 class SystemClock:
@@ -32,7 +22,7 @@ class SystemClock:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._waiters = 0
-        self._queue: list[_Call] = []
+        self._queue: list[ScheduledCall] = []
         self._order = itertools.count()
         self._wakeup = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="clock-scheduler", daemon=True)
@@ -44,8 +34,8 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
-    def call_later(self, delay: float, fn: Callable[[], None]) -> _Call:
-        call = _Call(time.monotonic() + max(0.0, delay), next(self._order), fn)
+    def call_later(self, delay: float, fn: Callable[[], None]) -> ScheduledCall:
+        call = ScheduledCall(time.monotonic() + max(0.0, delay), next(self._order), fn)
         with self._wakeup:
             heapq.heappush(self._queue, call)
             self._wakeup.notify()

@@ -59,6 +59,7 @@ class PipelineSettings:
     retry: RetryPolicy = field(factory=RetryPolicy)
     generation: int = 0
     summary_interval_s: float = 30.0
+    stall_after_s: float = 5.0  # readiness fails when nothing was acknowledged this long with messages in flight
 
 
 @frozen
@@ -126,6 +127,8 @@ class Pipeline:
         self._last_read: ResumeToken | None = None
         self._counters = _Counters()
         self._lag_sampled_at = float("-inf")
+        self._last_ack_at = clock.monotonic()
+        self._stalled = False
 
     # ------------------------------------------------------------------ control
 
@@ -247,6 +250,7 @@ class Pipeline:
         collection = event.collection or ""
 
         def done(latency: float) -> None:
+            self._last_ack_at = self._clock.monotonic()
             if remaining[0] > 1:  # dropDatabase fans out: settle once every topic has it
                 with lock:
                     remaining[0] -= 1
@@ -305,7 +309,23 @@ class Pipeline:
             self._checkpoint()
         if now - self._counters.reported_at >= self._settings.summary_interval_s:
             self._summary(now)
+        self._check_stall(now)
         self._schedule_checkpoint()
+
+    def _check_stall(self, now: float) -> None:
+        """Pub/Sub can hang instead of failing (a stalled connection): readiness says so."""
+        in_flight = self._reliable.in_flight
+        if in_flight and now - self._last_ack_at >= self._settings.stall_after_s:
+            if not self._stalled:
+                self._stalled = True
+                log.warning("publishing_stalled", in_flight=in_flight, seconds=round(now - self._last_ack_at, 1))
+            self._health.fail(
+                "pubsub", f"no acknowledgement for {now - self._last_ack_at:.0f} s, {in_flight} in flight"
+            )
+        elif self._stalled:
+            self._stalled = False
+            self._health.ok("pubsub")
+            log.info("publishing_resumed")
 
     def _summary(self, now: float) -> None:
         """The INFO-level progress line (per-event lines are DEBUG)."""

@@ -184,10 +184,8 @@ class ProcessingStep:
 
     def _publish_ddl(self, event: ChangeEvent, routes: tuple[StreamRoute, ...]) -> Outcome:
         eid = event_id(event.token.data)
-        messages = []
-        for route in routes:
-            collection = event.collection if event.collection is not None else route.collection
-            envelope = build_envelope(
+        data = encode(  # the same body on every topic (dropDatabase fans out to all of them)
+            build_envelope(
                 event=event,
                 event_id_=eid,
                 collection=event.collection,
@@ -196,6 +194,10 @@ class ProcessingStep:
                 correlation_id=eid,
                 include_before=self._settings.include_before,
             )
+        )
+        messages = []
+        for route in routes:
+            collection = event.collection if event.collection is not None else route.collection
             attributes = build_attributes(
                 event=event,
                 event_id_=eid,
@@ -207,7 +209,7 @@ class ProcessingStep:
             messages.append(
                 OutboundMessage(
                     topic=route.topic,
-                    data=encode(envelope),
+                    data=data,
                     ordering_key=self._ordering_key(event, collection),
                     attributes=attributes,
                     event_id=eid,

@@ -65,7 +65,8 @@ def _datetime(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds") + "Z"
 
 
-def _float(value: float) -> JsonValue:
+def float_to_json(value: float) -> JsonValue:
+    """A finite float as is; NaN and ±Infinity as relaxed Extended JSON (JSON has no such numbers)."""
     if math.isfinite(value):
         return value
     if math.isnan(value):
@@ -123,7 +124,7 @@ _DISPATCH: Final[dict[type, Callable[[Any], JsonValue]]] = {
     dict: _mapping,
     list: _sequence,
     tuple: _sequence,
-    float: _float,
+    float: float_to_json,
     ObjectId: str,
     datetime: _datetime,
     Int64: int,
@@ -171,7 +172,7 @@ def _by_isinstance(value: object) -> JsonValue:
         if isinstance(value, str):
             return str(value)
         if isinstance(value, float):
-            return _float(float(value))
+            return float_to_json(float(value))
         if isinstance(value, Mapping):
             return _mapping(value)
         if isinstance(value, list | tuple):

@@ -24,7 +24,7 @@ import orjson
 from bson import json_util
 from bson.decimal128 import Decimal128
 
-from domain.bson_json import bson_to_json, format_datetime_ms
+from domain.bson_json import bson_to_json, float_to_json, format_datetime_ms
 from domain.json_types import JsonObject, JsonValue
 
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
@@ -69,14 +69,9 @@ def _double(value: JsonValue) -> JsonValue:
     if type(value) is not str:
         raise _NotAWrapper
     try:
-        number = float(value)
+        return float_to_json(float(value))
     except ValueError:
         raise _NotAWrapper from None
-    if math.isfinite(number):
-        return number
-    if math.isnan(number):
-        return {"$numberDouble": "NaN"}
-    return {"$numberDouble": "Infinity" if number > 0 else "-Infinity"}
 
 
 def _decimal(value: JsonValue) -> JsonValue:

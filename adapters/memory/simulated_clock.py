@@ -11,18 +11,7 @@ import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from attrs import define, field
-
-
-@define(order=True)
-class _Call:
-    at: float
-    order: int
-    fn: Callable[[], None] = field(order=False)
-    cancelled: bool = field(default=False, order=False)
-
-    def cancel(self) -> None:
-        self.cancelled = True
+from adapters.scheduled_call import ScheduledCall
 
 
 class SimulatedClock:
@@ -31,7 +20,7 @@ class SimulatedClock:
     def __init__(self, start: datetime = datetime(2025, 1, 1, tzinfo=UTC)) -> None:
         self._epoch = start
         self._now = 0.0
-        self._queue: list[_Call] = []
+        self._queue: list[ScheduledCall] = []
         self._order = itertools.count()
 
     def now(self) -> datetime:
@@ -40,8 +29,8 @@ class SimulatedClock:
     def monotonic(self) -> float:
         return self._now
 
-    def call_later(self, delay: float, fn: Callable[[], None]) -> _Call:
-        call = _Call(self._now + max(0.0, delay), next(self._order), fn)
+    def call_later(self, delay: float, fn: Callable[[], None]) -> ScheduledCall:
+        call = ScheduledCall(self._now + max(0.0, delay), next(self._order), fn)
         heapq.heappush(self._queue, call)
         return call
 

@@ -148,15 +148,18 @@ def test_secrets_are_redacted_from_error_messages() -> None:
     assert "hunter2" not in str(classify(error, stream_id="warehouse"))
 
 
-def test_history_lost_stops_the_pipeline_without_moving_the_checkpoint() -> None:
+@pytest.mark.parametrize("code", [286, 280, 260, 10334])
+def test_fatal_stream_errors_stop_the_pipeline_without_moving_the_checkpoint(code: int) -> None:
     world = World()
     events = our_events(40)
-    client = FakeClient(streams=[FakeChangeStream(steps=[*events[:25], operation_failure(286, "history lost")])])
+    client = FakeClient(streams=[FakeChangeStream(steps=[*events[:25], operation_failure(code, "fatal")])])
     pipeline = world.pipeline([], source=source(client), processing=step(), settings=PipelineSettings(stream_id=STREAM))
     result = pipeline.run(StartPosition())
     assert result.reason is StopReason.FATAL
-    assert result.recovery is not None and "admin tokens set" in result.recovery
-    assert world.store.checkpoints[STREAM].token.data == events[24]["_id"]["_data"]
+    assert result.recovery is not None and "connector admin tokens" in result.recovery
+    assert len(client.watch_calls) == 1, "a fatal error must never reopen the stream (e.g. from now)"
+    stored = world.store.checkpoints[STREAM].token
+    assert stored is not None and stored.data == events[24]["_id"]["_data"]
     ready, problems = pipeline._health.readiness()
     assert not ready and "worker" in problems
 
