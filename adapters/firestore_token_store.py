@@ -80,11 +80,15 @@ class FirestoreTokenStore:
             raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
         except gexc.GoogleAPICallError as error:
             raise TokenStoreError(f"Firestore error: {type(error).__name__}: {error}") from error
+        except (ValueError, gexc.GoogleAPIError, OSError) as error:
+            # A hung server surfaces as a deadline inside the transaction, and the client then fails to
+            # roll back with a ValueError ("no transaction ID"): still an outage, so still retryable.
+            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
 
     def load(self, stream_id: str) -> Checkpoint | None:
         try:
             snapshot = self._ref(stream_id).get()
-        except gexc.GoogleAPICallError as error:
+        except (gexc.GoogleAPIError, ValueError, OSError) as error:
             raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
         return _checkpoint_of(snapshot.to_dict() or {}) if snapshot.exists else None
 

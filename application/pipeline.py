@@ -305,12 +305,17 @@ class Pipeline:
 
     def _periodic_checkpoint(self) -> None:
         now = self._clock.monotonic()
-        if now >= self._next_checkpoint_at:
-            self._checkpoint()
-        if now - self._counters.reported_at >= self._settings.summary_interval_s:
-            self._summary(now)
-        self._check_stall(now)
-        self._schedule_checkpoint()
+        try:
+            if now >= self._next_checkpoint_at:
+                self._checkpoint()
+            if now - self._counters.reported_at >= self._settings.summary_interval_s:
+                self._summary(now)
+            self._check_stall(now)
+        except Exception as error:  # an adapter bug must not end checkpointing for the rest of the run
+            log.exception("checkpoint_tick_failed", error=str(error))
+            self._health.fail("checkpoint", f"checkpoint failed unexpectedly: {error}")
+        finally:
+            self._schedule_checkpoint()
 
     def _check_stall(self, now: float) -> None:
         """Pub/Sub can hang instead of failing (a stalled connection): readiness says so."""

@@ -133,7 +133,7 @@ class StreamWorker:
                 self._pipeline.request_stop()
                 self._pipeline.request_stop()  # fenced out: stop publishing at once, no final checkpoint
             return
-        except TokenStoreError as error:
+        except Exception as error:  # unreachable store (or an adapter bug): keep trying while the lease lasts
             log.warning("lease_renewal_failed", error=str(error))
         self._schedule_renewal()
 

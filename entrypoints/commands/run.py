@@ -11,6 +11,7 @@ import structlog
 
 from adapters.schema_files import SchemaLoadError
 from application.pipeline import StopReason
+from application.worker import StreamWorker
 from entrypoints.cli import WorkFailed, cli, handle_errors, load
 from entrypoints.config import ConfigError
 from entrypoints.container import build_container
@@ -33,6 +34,18 @@ def run_command(config_path: str | None) -> None:
     Example:
       CONNECTOR_SOURCE=jsonl CONNECTOR_JSONL__PATH=events.jsonl connector run --config config.yaml
     """
+    stop_requested: list[int] = []
+    worker_ref: list[StreamWorker] = []
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        stop_requested.append(signum)
+        if worker_ref:
+            worker_ref[0].request_stop()
+
+    # First thing: a SIGTERM while starting up must still mean "stop cleanly, exit 0".
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     config = load(config_path)
     configure_logging(level=config.logging.level, fmt=config.logging.format)
     container = build_container(config)
@@ -41,18 +54,15 @@ def run_command(config_path: str | None) -> None:
     except SchemaLoadError as error:
         raise ConfigError(str(error)) from None
     worker = container.worker()
+    worker_ref.append(worker)
+    if stop_requested:
+        worker.request_stop()
     server = ProbeServer(
         ProbeApp(health=container.health(), registry=container.metrics().registry),
         host=config.http.host,
         port=config.http.port,
     ).start()
 
-    def on_signal(signum: int, _: FrameType | None) -> None:
-        log.info("stop_requested", signal=signal.Signals(signum).name)
-        worker.request_stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     log.info(
         "connector_started",
         source=config.source,

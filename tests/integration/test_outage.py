@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from adapters import gcp_emulators
@@ -87,3 +88,60 @@ def test_pubsub_outage_is_retried_and_reported(tmp_path: Path, unique: str, own_
     record("pubsub_outage", outage_seconds=OUTAGE_SECONDS, lost=0, **figures, peak_rss_mb=round(peak_during, 1),
            recover_seconds=round(back, 1))  # fmt: skip
     _ = EVENTS
+
+
+FIRESTORE_OUTAGE_SECONDS = float(os.environ.get("CONNECTOR_TEST_CHAOS_FIRESTORE_OUTAGE_S", "0"))
+
+
+@pytest.fixture
+def own_firestore() -> Iterator[gcp_emulators.Emulator]:
+    if not gcp_emulators.available("firestore"):
+        pytest.skip("the firestore emulator is not installed here")
+    emulator = gcp_emulators.start("firestore")
+    try:
+        yield emulator
+    finally:
+        emulator.resume()
+        emulator.stop()
+
+
+@pytest.mark.skipif(
+    FIRESTORE_OUTAGE_SECONDS <= 0,
+    reason="a frozen Firestore only fails a call after the client's 60 s deadline; make chaos runs this",
+)
+def test_firestore_outage_keeps_publishing_and_checkpoints_resume(
+    tmp_path: Path, unique: str, pubsub_emulator: gcp_emulators.Emulator, own_firestore: gcp_emulators.Emulator
+) -> None:
+    deployment = Deployment(tmp_path, unique, pubsub_emulator, own_firestore)
+    expected = prepare(deployment, seed=51)
+    lines = deployment.events.read_bytes().splitlines(keepends=True)
+    half = len(lines) // 2
+    deployment.events.write_bytes(b"".join(lines[:half]))
+    deployment.config.write_text(deployment.config.read_text().replace("jsonl: {path:", "jsonl: {follow: true, path:"))
+    port = gcp_emulators.free_port()
+    process = subprocess.Popen([*CONNECTOR, "run", "--config", str(deployment.config)],
+                               env={**deployment.env, "PORT": str(port)}, stdout=subprocess.DEVNULL)  # fmt: skip
+    total = sum(len(ids) for ids in expected.values())
+    try:
+        wait_for(lambda: probe(port, "/readiness")[0] == 200, 60, "ready")
+        own_firestore.pause()
+        with deployment.events.open("ab") as handle:  # the stream goes on while Firestore is down
+            handle.write(b"".join(lines[half:]))
+        wait_for(lambda: published(port) >= total, 120, "publishing to continue during the outage")
+        down = wait_for(lambda: "checkpoint" in (probe(port, "/readiness")[1] or {}).get("problems", {}), 120, "503")
+        threading.Event().wait(max(0.0, FIRESTORE_OUTAGE_SECONDS - down))
+        own_firestore.resume()
+        back = wait_for(lambda: probe(port, "/readiness")[0] == 200, 180, "readiness back to 200")
+        store = deployment.store(own_firestore)
+        last = orjson.loads(lines[-1])["_id"]["_data"]
+        wait_for(lambda: (c := store.load("warehouse")) is not None and c.token is not None and c.token.data == last,
+                 60, "the checkpoint to catch up")  # fmt: skip
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    figures = verify(deployment, expected)
+    record(
+        "firestore_outage", outage_seconds=FIRESTORE_OUTAGE_SECONDS, lost=0, **figures, recover_seconds=round(back, 1)
+    )

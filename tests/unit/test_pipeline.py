@@ -232,3 +232,21 @@ def test_fenced_out_instance_stops_when_its_checkpoint_is_refused() -> None:
     assert result.reason is StopReason.FATAL
     assert "another instance" in (result.recovery or "")
     assert world.store.refused and STREAM not in world.store.checkpoints
+
+
+def test_an_unexpected_token_store_error_does_not_end_checkpointing() -> None:
+    world = World()
+    original = world.store.save
+    calls = {"n": 0}
+
+    def flaky(stream_id, checkpoint, *, generation):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise ValueError("The transaction has no transaction ID, so it cannot be rolled back.")
+        original(stream_id, checkpoint, generation=generation)
+
+    world.store.save = flaky  # type: ignore[method-assign]
+    events = workload(random.Random(14), count=600, documents=20)
+    result = world.run(events, interval=0.01)
+    assert result.reason is StopReason.END_OF_SOURCE
+    assert calls["n"] > 2 and world.store.checkpoints[STREAM].token == events[-1].token
