@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 lint: install
-	$(BIN)/ruff check domain application adapters entrypoints schemas tests bench
-	$(BIN)/ruff format --check domain application adapters entrypoints schemas tests bench
+	$(BIN)/ruff check domain application adapters entrypoints schemas tests bench examples
+	$(BIN)/ruff format --check domain application adapters entrypoints schemas tests bench examples
 
 typecheck: install
 	$(BIN)/mypy domain application

@@ -78,7 +78,8 @@ class FakeAdmin:
 
     def command(self, name: str) -> dict[str, Any]:
         assert name == "hello"
-        return {"isWritablePrimary": True, "setName": "rs0", "maxWireVersion": self.client.wire_version}
+        return {"isWritablePrimary": True, "setName": "rs0", "maxWireVersion": self.client.wire_version,
+                **self.client.hello_extra}  # fmt: skip
 
 
 @define
@@ -88,6 +89,7 @@ class FakeClient:
     streams: list[FakeChangeStream] = field(factory=list)
     wire_version: int = 21
     watch_calls: list[tuple[str, list[dict[str, Any]], dict[str, Any]]] = field(factory=list)
+    hello_extra: dict[str, Any] = field(factory=dict)
 
     @property
     def admin(self) -> FakeAdmin:
@@ -95,3 +97,33 @@ class FakeClient:
 
     def __getitem__(self, name: str) -> FakeDatabase:
         return FakeDatabase(self, name)
+
+
+@define
+class FakeCursor:
+    documents: list[dict[str, Any]]
+
+    def sort(self, key: str, direction: int) -> FakeCursor:
+        return FakeCursor(sorted(self.documents, key=lambda d: d[key], reverse=direction < 0))
+
+    def batch_size(self, _: int) -> FakeCursor:
+        return self
+
+    def __iter__(self) -> Any:
+        return iter(self.documents)
+
+
+@define
+class FakeCollection:
+    """``find({"_id": {"$gt": x}})`` and ``estimated_document_count()`` over a list of documents."""
+
+    documents: list[dict[str, Any]]
+    queries: list[dict[str, Any]] = field(factory=list)
+
+    def find(self, query: dict[str, Any]) -> FakeCursor:
+        self.queries.append(query)
+        after = query.get("_id", {}).get("$gt")
+        return FakeCursor([d for d in self.documents if after is None or d["_id"] > after])
+
+    def estimated_document_count(self) -> int:
+        return len(self.documents)
