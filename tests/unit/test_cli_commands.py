@@ -147,3 +147,20 @@ def test_run_logs_are_json_lines_with_the_required_fields(tmp_path: Path) -> Non
     rejected = [line for line in lines if line["event"] == "document_rejected"]
     assert rejected and all(line["reason"] and line["errors"] and line["document_id"] for line in rejected)
     assert {"connector_started", "pipeline_stopped", "connector_stopped"} <= {line["event"] for line in lines}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"CONNECTOR_MONGODB__START_AT": "yesterday"},
+            "mongodb.start_at: 'yesterday' is not resume, now or an RFC 3339",
+        ),
+        ({"CONNECTOR_STREAMS": "[{collection: c, topic: t, document_type: order}]"}, "names document_type 'order'"),
+        ({"CONNECTOR_SCHEMAS__DIRECTORY": "/nonexistent/schemas"}, "does not exist; fix schemas.directory"),
+    ],
+)
+def test_values_checked_when_wiring_still_exit_2(env: dict[str, str], message: str) -> None:
+    result = connector("run", env={**MEMORY, "CONNECTOR_SOURCE": "simulated", "PORT": "0", **env})
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr

@@ -121,3 +121,37 @@ def test_example_files_document_every_key_with_its_default() -> None:
             for key in attrs.fields(type(value)):
                 assert f"CONNECTOR_{section.name.upper()}__{key.name.upper()}" in env_lines, (section.name, key.name)
                 assert key.name in example[section.name], (section.name, key.name)
+
+
+def _leaf_paths() -> list[tuple[str, ...]]:
+    import attrs
+
+    from entrypoints.config import ConnectorConfig, StreamConfig
+
+    paths: list[tuple[str, ...]] = []
+    for section in attrs.fields(ConnectorConfig):
+        value = getattr(ConnectorConfig(), section.name)
+        if section.name == "streams":
+            paths += [("streams", "0", key.name) for key in attrs.fields(StreamConfig)]
+        elif attrs.has(type(value)):
+            paths += [(section.name, key.name) for key in attrs.fields(type(value))]
+        else:
+            paths.append((section.name,))
+    return paths
+
+
+@pytest.mark.parametrize("path", _leaf_paths(), ids=".".join)
+def test_every_key_rejects_a_wrong_type_naming_its_path(path: tuple[str, ...]) -> None:
+    raw: dict = {}
+    if path[0] == "streams":
+        raw["streams"] = [{"collection": "c", "topic": "t", path[2]: ["not", "a", "scalar"]}]
+        expected = f"streams[0].{path[2]}"
+    elif len(path) == 2:
+        raw[path[0]] = {path[1]: ["not", "a", "scalar"]}
+        expected = f"{path[0]}.{path[1]}"
+    else:
+        raw[path[0]] = ["not", "a", "scalar"]
+        expected = path[0]
+    with pytest.raises(ConfigError) as error:
+        structure_config(raw)
+    assert expected in str(error.value), str(error.value)
