@@ -20,6 +20,7 @@ from domain.schema_registry import SchemaRegistry, UnknownSchemaError
 from entrypoints.cli import WorkFailed, cli, handle_errors, load
 from entrypoints.config import ConfigError
 from entrypoints.container import Container, build_container
+from entrypoints.library import InvalidDocument, Toolkit
 
 CONFIG_OPTION = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (else $CONNECTOR_CONFIG)."
@@ -255,20 +256,17 @@ def schemas_validate(document_type: str, file: str, version: str | None, config_
     Example:
       connector admin schemas validate inventory exported.jsonl
     """
-    registry, _ = _registry(config_path)
+    kit = Toolkit(*_registry(config_path))
     invalid = 0
     documents = _documents(file)
     for number, document in enumerate(documents, start=1):
-        declared = document.get("_schema_version")
-        target = version or (declared if isinstance(declared, str) else None)
+        target = version or kit.detect_version(document_type, document)
         if target is None:
-            target = registry.detect_version(document_type=document_type, document=document)
-            if target is None:
-                invalid += 1
-                click.echo(f"#{number}: no {document_type} version matches (schema_undetected)")
-                continue
+            invalid += 1
+            click.echo(f"#{number}: no {document_type} version matches (schema_undetected)")
+            continue
         try:
-            violations = registry.validate(document_type=document_type, version=target, document=document)
+            violations = kit.validate(document_type, document, target)
         except UnknownSchemaError as error:
             invalid += 1
             click.echo(f"#{number}: {error}")
@@ -295,27 +293,15 @@ def schemas_migrate(document_type: str, file: str, target: str | None, config_pa
     Example:
       connector admin schemas migrate inventory old.jsonl --to v2 > new.jsonl
     """
-    registry, migrator = _registry(config_path)
-    target = target or registry.newest(document_type)
+    kit = Toolkit(*_registry(config_path))
     failed = 0
     for number, document in enumerate(_documents(file), start=1):
-        source = document.get("_schema_version")
-        if not isinstance(source, str):
-            source = registry.detect_version(document_type=document_type, document=document)
-            if source is None:
-                failed += 1
-                click.echo(f"#{number}: no {document_type} version matches; not migrated", err=True)
-                continue
-            document = {**document, "_schema_version": source}
         try:
-            result = migrator.migrate(
-                document_type=document_type, document=document, from_version=source, to_version=target
-            )
-        except MigrationError as error:
+            click.echo(orjson.dumps(kit.migrate(document_type, document, to_version=target)).decode())
+        except InvalidDocument as error:
             failed += 1
-            click.echo(f"#{number}: {error}", err=True)
-            continue
-        click.echo(orjson.dumps(result.document).decode())
+            details = "; ".join(f"{p.path or '(root)'}: {p.message}" for p in error.problems)
+            click.echo(f"#{number}: {error}{' (' + details + ')' if details else ''}", err=True)
     if failed:
         sys.exit(1)
 

@@ -86,16 +86,22 @@ def test_schemas_validate_reports_every_error_and_exits_1(tmp_path: Path) -> Non
 def test_schemas_migrate_extended_json(tmp_path: Path) -> None:
     file = tmp_path / "old.json"
     file.write_text(
-        '{"_id": {"$oid": "65fab39ee1d2c3b4a5968701"}, "_schema_version": "v1", "quantity": {"$numberLong": "4"}}'
+        '{"_id": {"$oid": "65fab39ee1d2c3b4a5968701"}, "_schema_version": "v1", "quantity": {"$numberLong": "4"},'
+        ' "product_id": "P", "warehouse_id": "W", "last_updated": {"$date": {"$numberLong": "1710928806855"}}}\n'
+        '{"_schema_version": "v1", "quantity": -1}\n'
     )
     result = connector("admin", "schemas", "migrate", "inventory", str(file), "--to", "v2")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1  # the second document cannot be migrated: it is invalid
     assert json.loads(result.stdout) == {
         "_id": "65fab39ee1d2c3b4a5968701",
         "_schema_version": "v2",
         "quantity": 4,
+        "product_id": "P",
+        "warehouse_id": "W",
+        "last_updated": "2024-03-20T10:00:06.855Z",
         "reserved_quantity": 0,
     }
+    assert "#2: invalid inventory v1" in result.stderr and "/quantity" in result.stderr
 
 
 def test_tokens_reset_needs_yes_and_unknown_stream_fails() -> None:
