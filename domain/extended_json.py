@@ -24,7 +24,7 @@ import orjson
 from bson import json_util
 from bson.decimal128 import Decimal128
 
-from domain.bson_json import bson_to_json, float_to_json, format_datetime_ms
+from domain.bson_json import bson_to_json, datetime_ms_to_json, float_to_json
 from domain.json_types import JsonObject, JsonValue
 
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
@@ -88,11 +88,11 @@ def _decimal(value: JsonValue) -> JsonValue:
 def _date(value: JsonValue) -> JsonValue:
     if type(value) is dict and len(value) == 1 and type(value.get("$numberLong")) is str:
         try:
-            return format_datetime_ms(int(value["$numberLong"]))  # type: ignore[arg-type]
+            return datetime_ms_to_json(int(value["$numberLong"]))  # type: ignore[arg-type]
         except ValueError:
             raise _NotAWrapper from None
     if type(value) is int:
-        return format_datetime_ms(value)
+        return datetime_ms_to_json(value)
     return _via_json_util({"$date": value})
 
 
