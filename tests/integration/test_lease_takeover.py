@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -81,7 +82,7 @@ def start(deployment: Deployment, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [*CONNECTOR, "run", "--config", str(deployment.config)],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=tempfile.TemporaryFile(),  # not a pipe: nobody reads it, and a full pipe blocks the process
         stderr=subprocess.STDOUT,
     )
 
