@@ -3,6 +3,9 @@
 Choices, each from a failure mode users of other connectors have hit:
 - A server-side ``$match`` keeps unconfigured collections off the wire (and out of the oplog scan
   cost on our side); ``dropDatabase`` and ``invalidate`` have no ``ns.coll`` and are let through.
+- A partition unit (``streams[].partitions``) adds ``$toHashedIndexKey`` of ``documentKey._id`` modulo
+  N to that filter, so each instance's stream carries only its share (the expression is documented
+  from MongoDB 7.0; not verified here, where no server can run).
 - ``$changeStreamSplitLargeEvent`` (7.0+) keeps a 16 MB pre/post-image from killing the stream with
   BSONObjectTooLarge (10334); fragments are joined before the pipeline sees them.
 - ``try_next`` with ``max_await_time_ms`` instead of a blocking iterator, so an idle stream still
@@ -35,6 +38,7 @@ from domain.change_event import (
     ResumeToken,
     parse_change_event,
 )
+from domain.partitions import StreamUnit, plan_units
 from domain.redaction import redact
 from domain.split_events import SplitEventAssembler, SplitEventError
 
@@ -105,6 +109,28 @@ def classify(error: BaseException, *, stream_id: str) -> SourceError:
     return SourceError(f"{type(error).__name__}: {text}", retryable=True)
 
 
+def unit_filter(unit: StreamUnit) -> dict[str, Any]:
+    """The server-side ``$match`` of a stream unit: the twin of :meth:`StreamUnit.owns`."""
+    partition = unit.partition
+    if partition is None:
+        clauses: list[dict[str, Any]] = [{"ns.coll": {"$in": list(unit.unpartitioned)}}]
+        if unit.partitioned:
+            clauses.append({"ns.coll": {"$in": list(unit.partitioned)}, "documentKey._id": {"$exists": False}})
+        clauses.append({"operationType": {"$in": ["dropDatabase", "invalidate"]}})
+        return {"$or": clauses}
+    share = {"$abs": {"$mod": [{"$toHashedIndexKey": "$documentKey._id"}, partition.count]}}
+    return {
+        "$or": [
+            {
+                "ns.coll": partition.collection,
+                "documentKey._id": {"$exists": True},
+                "$expr": {"$eq": [share, partition.index]},
+            },
+            {"operationType": "invalidate"},
+        ]
+    }
+
+
 class MongoChangeSource:
     """Implements the ChangeSource port. ``client`` is a ``MongoClient`` (or a driver-level double)."""
 
@@ -118,10 +144,11 @@ class MongoChangeSource:
         full_document_before_change: str = "off",
         batch_size: int = 1000,
         max_await_time_ms: int = 1000,
+        unit: StreamUnit | None = None,
     ) -> None:
         self._client = client
         self._database = database
-        self._collections = list(collections)
+        self._unit = unit or plan_units(database=database, partitions=[(c, 1) for c in collections])[0]
         self._full_document = full_document
         self._before_change = full_document_before_change
         self._batch_size = batch_size
@@ -138,16 +165,7 @@ class MongoChangeSource:
 
     def watch_arguments(self, start: StartPosition, wire_version: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """The aggregation pipeline and ``watch()`` keyword arguments for ``start``."""
-        pipeline: list[dict[str, Any]] = [
-            {
-                "$match": {
-                    "$or": [
-                        {"ns.coll": {"$in": self._collections}},
-                        {"operationType": {"$in": ["dropDatabase", "invalidate"]}},
-                    ]
-                }
-            }
-        ]
+        pipeline: list[dict[str, Any]] = [{"$match": unit_filter(self._unit)}]
         if wire_version >= SPLIT_EVENTS_MIN_WIRE_VERSION:
             pipeline.append({"$changeStreamSplitLargeEvent": {}})
         kwargs: dict[str, Any] = {
@@ -180,7 +198,7 @@ class MongoChangeSource:
         except (SplitEventError, MalformedEventError, EventInputError) as error:
             raise SourceError(f"unreadable change event: {error}", retryable=True) from None
         except pymongo_errors.PyMongoError as error:
-            raise classify(error, stream_id=self._database) from None
+            raise classify(error, stream_id=self._unit.stream_id) from None
 
     def _read_stream(self, start: StartPosition, wire_version: int) -> Iterator[SourceItem]:
         """Yield from one ``watch()``; return the invalidate token when the stream was invalidated."""

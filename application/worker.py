@@ -2,8 +2,10 @@
 
 Only the lease holder publishes and checkpoints. A standby waits, re-trying the lease every third of
 its time-to-live, and takes over once the holder releases it (graceful stop) or lets it expire
-(crash). The lease's generation travels with every checkpoint, so an instance that lost its lease
-without noticing (a long GC pause, a network partition) has its late checkpoint refused.
+(crash). With ``streams[].partitions`` there are several stream units; an instance takes the first
+whose lease is free, so N identical instances spread over N units by themselves. The lease's
+generation travels with every checkpoint, so an instance that lost its lease without noticing (a
+long GC pause, a network partition) has its late checkpoint refused.
 """
 
 from __future__ import annotations
@@ -17,8 +19,19 @@ from attrs import field, frozen
 from application.backoff import RetryPolicy
 from application.health import HealthState
 from application.pipeline import Pipeline, RunResult, StopReason
-from application.ports import Cancellable, Clock, Lease, LeaseLost, Metrics, StartPosition, TokenStore, TokenStoreError
+from application.ports import (
+    Cancellable,
+    Checkpoint,
+    Clock,
+    Lease,
+    LeaseLost,
+    Metrics,
+    StartPosition,
+    TokenStore,
+    TokenStoreError,
+)
 from domain.change_event import ClusterTime
+from domain.partitions import StreamUnit
 
 log = structlog.get_logger("connector.worker")
 
@@ -31,10 +44,18 @@ class WorkerSettings:
     start_at: str = "resume"  # resume | now | an RFC 3339 time (as a ClusterTime in start_time)
     start_time: ClusterTime | None = None
     retry: RetryPolicy = field(factory=RetryPolicy)
+    units: tuple[StreamUnit, ...] = ()  # the candidates, base unit first; empty: ``stream_id`` alone
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        return tuple(unit.stream_id for unit in self.units) or (self.stream_id,)
+
+    def unit(self, stream_id: str) -> StreamUnit | None:
+        return next((unit for unit in self.units if unit.stream_id == stream_id), None)
 
 
-PipelineFactory = Callable[[int], Pipeline]
-"""Builds the pipeline for a lease generation."""
+PipelineFactory = Callable[[int, str], Pipeline]
+"""Builds the pipeline for a lease generation and the stream id it holds."""
 
 
 class StreamWorker:
@@ -59,6 +80,12 @@ class StreamWorker:
         self._lease: Lease | None = None
         self._renewal: Cancellable | None = None
         self._lock = threading.Lock()
+        self._stream_id = settings.stream_id
+
+    @property
+    def stream_id(self) -> str:
+        """The stream unit this worker holds (or last tried)."""
+        return self._stream_id
 
     def request_stop(self) -> None:
         """First call: graceful (drain, checkpoint, release). Second: at once."""
@@ -77,7 +104,7 @@ class StreamWorker:
             start = self._start_position()
             if start is None:
                 return RunResult(reason=StopReason.STOP_REQUESTED, events=0, checkpoint=None)
-            pipeline = self._factory(lease.generation)
+            pipeline = self._factory(lease.generation, self._stream_id)
             with self._lock:
                 self._pipeline = pipeline
             if self._stop.is_set():
@@ -92,26 +119,33 @@ class StreamWorker:
     def _acquire(self) -> Lease | None:
         settings = self._settings
         announced = False
+        candidates = settings.candidates
         while not self._stop.is_set():
-            try:
-                lease = self._store.acquire_lease(
-                    settings.stream_id, owner=settings.owner, ttl_seconds=settings.lease_ttl_s
-                )
-            except TokenStoreError as error:
-                log.warning("lease_unavailable", error=str(error))
-                lease = None
-            if lease is not None:
-                self._lease = lease
-                self._metrics.lease_owned(owned=True)
-                self._health.ok("lease")
-                log.info("lease_acquired", stream=settings.stream_id, generation=lease.generation, owner=settings.owner)
-                return lease
+            for stream_id in candidates:
+                lease = self._try_lease(stream_id)
+                if lease is not None:
+                    self._stream_id = stream_id
+                    self._lease = lease
+                    self._metrics.lease_owned(owned=True)
+                    self._health.ok("lease")
+                    log.info("lease_acquired", stream=stream_id, generation=lease.generation, owner=settings.owner)
+                    if len(candidates) > 1:
+                        log.info("stream_units", units=len(candidates), needs=f"{len(candidates)} instances")
+                    return lease
             if not announced:
-                log.info("standby", stream=settings.stream_id, reason="another instance holds the lease")
-                self._health.fail("lease", "standby: another instance holds this stream's lease")
+                log.info("standby", streams=list(candidates), reason="other instances hold every stream's lease")
+                self._health.fail("lease", "standby: other instances hold every stream's lease")
                 announced = True
             self._clock.wait_until(self._stop.is_set, settings.lease_ttl_s / 3)
         return None
+
+    def _try_lease(self, stream_id: str) -> Lease | None:
+        settings = self._settings
+        try:
+            return self._store.acquire_lease(stream_id, owner=settings.owner, ttl_seconds=settings.lease_ttl_s)
+        except TokenStoreError as error:
+            log.warning("lease_unavailable", stream=stream_id, error=str(error))
+            return None
 
     def _schedule_renewal(self) -> None:
         if self._lease is not None:  # keep renewing while draining after a stop request
@@ -160,19 +194,35 @@ class StreamWorker:
             sleep=lambda seconds: self._clock.wait_until(self._stop.is_set, seconds),
             before_sleep=lambda state: log.warning("checkpoint_load_retry", attempt=state.attempt_number),
         )
-        stored = retrying(self._store.load, settings.stream_id)
+        stream_id = self._stream_id
+        stored = retrying(self._store.load, stream_id)
         if self._stop.is_set():
             return None
+        unit = settings.unit(stream_id)
+        if stored is None and unit is not None and unit.partition is not None:
+            stored = self._inherited(unit, retrying(self._store.list))
         if stored is not None and stored.token is not None:
-            log.info(
-                "resuming", stream=settings.stream_id, token=stored.token.data, cluster_time=str(stored.cluster_time)
-            )
+            log.info("resuming", stream=stream_id, token=stored.token.data, cluster_time=str(stored.cluster_time))
             return StartPosition(start_after=stored.token)
         if stored is not None and stored.cluster_time is not None:
-            log.info("starting_at_stored_time", stream=settings.stream_id, cluster_time=str(stored.cluster_time))
+            log.info("starting_at_stored_time", stream=stream_id, cluster_time=str(stored.cluster_time))
             return StartPosition(at_time=stored.cluster_time)
         if settings.start_time is not None:
-            log.info("starting_at_time", stream=settings.stream_id, cluster_time=str(settings.start_time))
+            log.info("starting_at_time", stream=stream_id, cluster_time=str(settings.start_time))
             return StartPosition(at_time=settings.start_time)
-        log.info("starting_now", stream=settings.stream_id)
+        log.info("starting_now", stream=stream_id)
         return StartPosition()
+
+    @staticmethod
+    def _inherited(unit: StreamUnit, stored: list[tuple[str, Checkpoint]]) -> Checkpoint | None:
+        """A new partition unit starts at the earliest time among the positions it takes over from."""
+        times = [
+            checkpoint.cluster_time
+            for stream_id, checkpoint in stored
+            if unit.inherits_from(stream_id) and checkpoint.cluster_time is not None
+        ]
+        if not times:
+            return None
+        earliest = min(times)
+        log.info("partition_inherits_position", stream=unit.stream_id, cluster_time=str(earliest))
+        return Checkpoint(token=None, cluster_time=earliest)

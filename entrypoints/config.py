@@ -18,6 +18,7 @@ import cattrs
 import yaml
 from attrs import field, frozen, validators
 
+from domain.partitions import MAX_PARTITIONS
 from domain.redaction import redact
 
 _positive = validators.ge(1)
@@ -73,6 +74,7 @@ class StreamConfig:
     collection: str
     topic: str
     document_type: str | None = None
+    partitions: int = field(default=1, validator=[_positive, validators.le(MAX_PARTITIONS)])  # not in CONTRACT §4
 
 
 def _default_streams() -> tuple[StreamConfig, ...]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from adapters.simulator import WorkloadSpec
 from adapters.system_clock import SystemClock
 from application.backoff import RetryPolicy
 from application.health import HealthState
+from application.owned_events import OwnedEventsSource
 from application.pipeline import Pipeline, PipelineSettings
 from application.ports import ChangeSource, Clock, Metrics, Publisher, TokenStore
 from application.processing import ProcessingSettings, ProcessingStep, StreamRoute
@@ -35,8 +37,12 @@ from application.worker import StreamWorker, WorkerSettings
 from domain.change_event import ClusterTime
 from domain.envelope import OrderingStrategy
 from domain.migration import SchemaMigrator
+from domain.partitions import StreamUnit, plan_units
 from domain.schema_registry import SchemaRegistry
 from entrypoints.config import ConfigError, ConnectorConfig
+
+SourceFactory = Callable[[StreamUnit], ChangeSource]
+"""The change source of one stream unit (``streams[].partitions``; without them, the one unit)."""
 
 
 def _registry_and_migrator(directory: str | None) -> tuple[SchemaRegistry, SchemaMigrator]:
@@ -89,21 +95,41 @@ def _retry_policy(retry: dict[str, Any]) -> RetryPolicy:
     )
 
 
-def _mongo_source(mongodb: dict[str, Any], streams: list[dict[str, Any]]) -> ChangeSource:
+def _units(database: str, streams: list[dict[str, Any]]) -> tuple[StreamUnit, ...]:
+    return plan_units(database=database, partitions=[(s["collection"], s.get("partitions", 1)) for s in streams])
+
+
+def _mongo_source(mongodb: dict[str, Any], streams: list[dict[str, Any]]) -> SourceFactory:
     from pymongo import MongoClient
 
     from adapters.mongo_source import MongoChangeSource
 
     client: Any = MongoClient(mongodb["uri"], appname="mongo-pubsub-connector", tz_aware=False)
-    return MongoChangeSource(
-        client=client,
-        database=mongodb["database"],
-        collections=[s["collection"] for s in streams],
-        full_document=mongodb["full_document"],
-        full_document_before_change=mongodb["full_document_before_change"],
-        batch_size=mongodb["batch_size"],
-        max_await_time_ms=mongodb["max_await_time_ms"],
-    )
+
+    def for_unit(unit: StreamUnit) -> ChangeSource:
+        return MongoChangeSource(
+            client=client,
+            database=mongodb["database"],
+            collections=[s["collection"] for s in streams],
+            full_document=mongodb["full_document"],
+            full_document_before_change=mongodb["full_document_before_change"],
+            batch_size=mongodb["batch_size"],
+            max_await_time_ms=mongodb["max_await_time_ms"],
+            unit=unit,
+        )
+
+    return for_unit
+
+
+def _filtered(source: Callable[[], ChangeSource]) -> SourceFactory:
+    """Sources holding every unit's events: one unit keeps its own (the base unit alone: everything)."""
+
+    def for_unit(unit: StreamUnit) -> ChangeSource:
+        if unit.partition is None and not unit.partitioned:
+            return source()
+        return OwnedEventsSource(source(), unit=unit)
+
+    return for_unit
 
 
 def _simulated_source(simulated: dict[str, Any], database: str, clock: Clock) -> ChangeSource:
@@ -159,20 +185,22 @@ def _start_time(start_at: str) -> ClusterTime | None:
 
 def _pipeline_factory(
     *,
-    source: ChangeSource,
+    source: SourceFactory,
+    units: tuple[StreamUnit, ...],
     step: ProcessingStep,
     publisher: Publisher,
     token_store: TokenStore,
     clock: Clock,
     metrics: Metrics,
     health: HealthState,
-    stream_id: str,
     pubsub: dict[str, Any],
     token_config: dict[str, Any],
     on_invalid: str,
     retry: RetryPolicy,
 ) -> Any:
-    def build(generation: int) -> Pipeline:
+    by_id = {unit.stream_id: unit for unit in units}
+
+    def build(generation: int, stream_id: str) -> Pipeline:
         settings = PipelineSettings(
             stream_id=stream_id,
             max_in_flight_messages=pubsub["max_in_flight_messages"],
@@ -182,7 +210,7 @@ def _pipeline_factory(
             generation=generation,
         )
         return Pipeline(
-            source=source,
+            source=source(by_id[stream_id]),
             step=step,
             publisher=publisher,
             token_store=token_store,
@@ -227,16 +255,23 @@ class Container(containers.DeclarativeContainer):
         ProcessingStep, settings=processing_settings, registry=registry, migrator=migrator
     )
 
-    source = providers.Selector(
+    units = providers.Singleton(_units, config.mongodb.database, config.streams)
+    source = providers.Selector(  # a ChangeSource per stream unit
         config.source,
         mongodb=providers.Singleton(_mongo_source, config.mongodb, config.streams),
         jsonl=providers.Singleton(
-            JsonlSource,
-            providers.Callable(Path, config.jsonl.path),
-            follow=config.jsonl.follow,
-            wait=providers.Callable(lambda clock: clock.wait_until, clock),
+            _filtered,
+            providers.Factory(
+                JsonlSource,
+                providers.Callable(Path, config.jsonl.path),
+                follow=config.jsonl.follow,
+                wait=providers.Callable(lambda clock: clock.wait_until, clock),
+            ).provider,
         ),
-        simulated=providers.Singleton(_simulated_source, config.simulated, config.mongodb.database, clock),
+        simulated=providers.Singleton(
+            _filtered,
+            providers.Factory(_simulated_source, config.simulated, config.mongodb.database, clock).provider,
+        ),
     )
     publisher = providers.Selector(
         config.pubsub.backend,
@@ -252,13 +287,13 @@ class Container(containers.DeclarativeContainer):
     pipeline_factory = providers.Singleton(
         _pipeline_factory,
         source=source,
+        units=units,
         step=processing_step,
         publisher=publisher,
         token_store=token_store,
         clock=clock,
         metrics=metrics,
         health=health,
-        stream_id=config.mongodb.database,
         pubsub=config.pubsub,
         token_config=config.token_store,
         on_invalid=config.schemas.on_invalid,
@@ -272,6 +307,7 @@ class Container(containers.DeclarativeContainer):
         start_at=config.mongodb.start_at,
         start_time=providers.Callable(_start_time, config.mongodb.start_at),
         retry=retry,
+        units=units,
     )
     worker = providers.Singleton(
         StreamWorker,

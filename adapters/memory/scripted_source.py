@@ -43,6 +43,8 @@ class ScriptedSource:
         for event in self._events[index:]:
             if self._closed:
                 return
+            if start.at_time is not None and event.cluster_time is not None and event.cluster_time < start.at_time:
+                continue  # startAtOperationTime: the server never sends what came before
             if self._fail_at is not None:
                 error = self._fail_at(self.delivered)
                 if error is not None:

@@ -64,3 +64,36 @@ def test_changes_arrive_and_resume_after_a_token(database: Any) -> None:
     assert events[1].full_document == {"_id": 1, "quantity": 6}
     resumed = read(source, StartPosition(start_after=events[0].token), 2)
     assert [i.event.operation for i in resumed if isinstance(i, SourceEvent)] == ["update", "delete"]
+
+
+def test_partition_units_split_a_collection_server_side(database: Any) -> None:
+    """Every document event reaches exactly one partition unit; DDL reaches the base unit."""
+    from domain.change_event import ClusterTime
+    from domain.partitions import plan_units
+
+    units = plan_units(database=database.name, partitions=[("inventory", 3)])
+    database.create_collection("inventory")
+    operation_time = database.client.admin.command("hello")["operationTime"]
+    start = StartPosition(at_time=ClusterTime(seconds=operation_time.time, increment=operation_time.inc))
+    database.inventory.insert_many([{"_id": n, "quantity": n} for n in range(60)])
+    database.inventory.drop()
+    owners: dict[Any, list[str]] = {}
+    ddl: list[str] = []
+    for unit in units:
+        source = MongoChangeSource(
+            client=database.client, database=database.name, collections=["inventory"], max_await_time_ms=200, unit=unit
+        )
+        items = []
+        for item in source.read(start):
+            items.append(item)
+            if isinstance(item, Heartbeat) and any(isinstance(i, SourceEvent) for i in items):  # caught up
+                source.close()
+        for item in items:
+            if isinstance(item, SourceEvent) and item.event.document_key is not None:
+                owners.setdefault(item.event.document_id, []).append(unit.stream_id)
+            elif isinstance(item, SourceEvent) and item.event.operation == "drop":
+                ddl.append(unit.stream_id)
+    assert sorted(owners) == list(range(60))
+    assert all(len(found) == 1 for found in owners.values())
+    assert len({found[0] for found in owners.values()}) == 3
+    assert ddl == [database.name]

@@ -63,6 +63,8 @@ def test_bare_yaml_off_means_off(tmp_path: Path) -> None:
         ({"jsonl": {"follow": "yes please"}}, "jsonl.follow: expected true or false"),
         ({"streams": [{"collection": "a"}]}, "streams[0].topic: required key missing"),
         ({"streams": [{"collection": "a", "topic": "t", "colour": 1}]}, "streams[0]: unknown key(s) colour"),
+        ({"streams": [{"collection": "a", "topic": "t", "partitions": 0}]}, "streams[0].partitions: must be >= 1"),
+        ({"streams": [{"collection": "a", "topic": "t", "partitions": 65}]}, "streams[0].partitions: must be <= 64"),
         ({"pubsub": {"ordering": "random"}}, "pubsub.ordering: expected one of"),
         ({"pubsub": {"ordering_buckets": 1.5}}, "pubsub.ordering_buckets: expected an integer"),
         ({"pubsub": {"max_in_flight_messages": -1}}, "pubsub.max_in_flight_messages: must be >= 1"),
