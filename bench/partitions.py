@@ -1,0 +1,81 @@
+"""Scale-out: one hot collection split with ``streams[].partitions`` across identical instances.
+
+For each partition count P, P + 1 ``connector run`` processes start together on the same config
+(``source: jsonl``, Firestore leases and checkpoints, the Pub/Sub emulator); they spread over the
+units by lease. Timed from the first start to the last exit. P = 1 is the unpartitioned baseline
+(one process). Caveat printed with the numbers: with a JSONL file every instance reads and decodes
+the whole file and keeps its share, where MongoDB would filter server-side.
+Results go to ``bench/results/partitions.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adapters.pubsub_admin import ensure_topics
+from bench.end_to_end import CONNECTOR, PROJECT, RESULTS, emulators, write_config
+
+
+def run_instances(config: Path, count: int, env: dict[str, str], directory: Path) -> float:
+    started = time.monotonic()
+    processes = []
+    for index in range(count):
+        log = (directory / f"{config.stem}-{index}.log").open("wb")
+        processes.append(subprocess.Popen([*CONNECTOR, "run", "--config", str(config)], env=env, stdout=log,
+                                          stderr=subprocess.STDOUT))  # fmt: skip
+    codes = [process.wait() for process in processes]
+    if any(codes):
+        raise RuntimeError(f"an instance failed: exit codes {codes}; logs in {directory}")
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--partitions", default="1,2,4")
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp, emulators() as (pubsub, firestore):
+        directory = Path(tmp)
+        os.environ.update({**pubsub.env, **firestore.env})
+        env = {**os.environ, "PORT": "0"}
+        events = directory / "events.jsonl"
+        events.write_bytes(subprocess.run([*CONNECTOR, "simulate", "--count", str(args.events), "--seed", "7"],
+                                          capture_output=True, check=True).stdout)  # fmt: skip
+        for count in [int(p) for p in args.partitions.split(",")]:
+            tag = f"p{count}"
+            config = write_config(directory, mode="bucketed", events=events, tag=tag, validate=True, latency_ms=50,
+                                  buckets=16)  # fmt: skip
+            config.write_text(config.read_text().replace("{collection: inventory,",
+                                                         f"{{collection: inventory, partitions: {count},"))  # fmt: skip
+            ensure_topics(PROJECT, [f"inventory-{tag}", f"transactions-{tag}"])
+            instances = count + 1 if count > 1 else 1
+            seconds = run_instances(config, instances, env, directory)
+            rows[str(count)] = {
+                "instances": instances,
+                "seconds": round(seconds, 2),
+                "events_per_s": round(args.events / seconds),
+            }
+            print(count, rows[str(count)], flush=True)
+    out = RESULTS / "partitions.json"
+    out.write_text(json.dumps({"python": platform.python_version(), "cpus": os.cpu_count(), "events": args.events,
+                               "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "partitions": rows,
+                               "note": "JSONL source: every instance decodes the whole file (MongoDB filters "
+                                       "server-side)"}, indent=2))  # fmt: skip
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
