@@ -49,6 +49,19 @@ def emulators() -> Iterator[tuple[gcp_emulators.Emulator, gcp_emulators.Emulator
         firestore.stop()
 
 
+@contextmanager
+def workspace(count: int) -> Iterator[tuple[Path, dict[str, str], Path, gcp_emulators.Emulator]]:
+    """Both emulators, a temporary directory, and ``count`` simulated events in it as JSONL."""
+    with tempfile.TemporaryDirectory() as tmp, emulators() as (pubsub, firestore):
+        directory = Path(tmp)
+        os.environ.update({**pubsub.env, **firestore.env})
+        env = {**os.environ, "PORT": "0"}
+        events = directory / "events.jsonl"
+        events.write_bytes(subprocess.run([*CONNECTOR, "simulate", "--count", str(count), "--seed", "7"],
+                                          capture_output=True, check=True).stdout)  # fmt: skip
+        yield directory, env, events, pubsub
+
+
 def write_config(directory: Path, *, mode: str, events: Path, tag: str, validate: bool, latency_ms: int,
                  buckets: int, extra: str = "") -> Path:  # fmt: skip
     inventory_type = "document_type: inventory, " if validate else ""
@@ -250,13 +263,7 @@ def main() -> None:
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     rows: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp, emulators() as (pubsub, firestore):
-        directory = Path(tmp)
-        os.environ.update({**pubsub.env, **firestore.env})
-        env = {**os.environ, "PORT": "0"}
-        events = directory / "events.jsonl"
-        events.write_bytes(subprocess.run([*CONNECTOR, "simulate", "--count", str(args.events), "--seed", "7"],
-                                          capture_output=True, check=True).stdout)  # fmt: skip
+    with workspace(args.events) as (directory, env, events, pubsub):
         # Warm the emulator's JVM first, or whichever mode runs first pays for it.
         warm = write_config(directory, mode="bucketed", events=events, tag="warm", validate=True,
                             latency_ms=args.latency_ms, buckets=args.buckets)  # fmt: skip

@@ -16,7 +16,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.pubsub_admin import ensure_topics
-from bench.end_to_end import CONNECTOR, PROJECT, RESULTS, emulators, write_config
+from bench.end_to_end import CONNECTOR, PROJECT, RESULTS, workspace, write_config
 
 
 def run_instances(config: Path, count: int, env: dict[str, str], directory: Path) -> float:
@@ -47,13 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     rows = {}
-    with tempfile.TemporaryDirectory() as tmp, emulators() as (pubsub, firestore):
-        directory = Path(tmp)
-        os.environ.update({**pubsub.env, **firestore.env})
-        env = {**os.environ, "PORT": "0"}
-        events = directory / "events.jsonl"
-        events.write_bytes(subprocess.run([*CONNECTOR, "simulate", "--count", str(args.events), "--seed", "7"],
-                                          capture_output=True, check=True).stdout)  # fmt: skip
+    with workspace(args.events) as (directory, env, events, _):
         for count in [int(p) for p in args.partitions.split(",")]:
             tag = f"p{count}"
             config = write_config(directory, mode="bucketed", events=events, tag=tag, validate=True, latency_ms=50,
