@@ -132,14 +132,17 @@ def unit_filter(unit: StreamUnit) -> dict[str, Any]:
 
 
 class MongoChangeSource:
-    """Implements the ChangeSource port. ``client`` is a ``MongoClient`` (or a driver-level double)."""
+    """Implements the ChangeSource port. ``client`` is a ``MongoClient`` (or a driver-level double).
+
+    Watches one stream ``unit`` (see ``domain.partitions``); ``collections`` is the short form for
+    the unpartitioned base unit of those collections."""
 
     def __init__(
         self,
         *,
         client: Any,
         database: str,
-        collections: Sequence[str],
+        collections: Sequence[str] = (),
         full_document: str = "updateLookup",
         full_document_before_change: str = "off",
         batch_size: int = 1000,

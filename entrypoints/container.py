@@ -99,7 +99,7 @@ def _units(database: str, streams: list[dict[str, Any]]) -> tuple[StreamUnit, ..
     return plan_units(database=database, partitions=[(s["collection"], s.get("partitions", 1)) for s in streams])
 
 
-def _mongo_source(mongodb: dict[str, Any], streams: list[dict[str, Any]]) -> SourceFactory:
+def _mongo_source(mongodb: dict[str, Any]) -> SourceFactory:
     from pymongo import MongoClient
 
     from adapters.mongo_source import MongoChangeSource
@@ -110,7 +110,6 @@ def _mongo_source(mongodb: dict[str, Any], streams: list[dict[str, Any]]) -> Sou
         return MongoChangeSource(
             client=client,
             database=mongodb["database"],
-            collections=[s["collection"] for s in streams],
             full_document=mongodb["full_document"],
             full_document_before_change=mongodb["full_document_before_change"],
             batch_size=mongodb["batch_size"],
@@ -258,7 +257,7 @@ class Container(containers.DeclarativeContainer):
     units = providers.Singleton(_units, config.mongodb.database, config.streams)
     source = providers.Selector(  # a ChangeSource per stream unit
         config.source,
-        mongodb=providers.Singleton(_mongo_source, config.mongodb, config.streams),
+        mongodb=providers.Singleton(_mongo_source, config.mongodb),
         jsonl=providers.Singleton(
             _filtered,
             providers.Factory(

@@ -190,3 +190,21 @@ def test_what_a_new_partition_inherits_from() -> None:
     assert not unit.inherits_from("warehouse.inventory.p3of4")  # a sibling: its own position
     assert not unit.inherits_from("warehouse.transactions.p0of2")
     assert not UNITS[0].inherits_from("warehouse.inventory.p0of4")  # the base keeps its own token
+
+
+def test_the_container_gives_each_unit_its_own_mongodb_filter() -> None:
+    from entrypoints.config import ConnectorConfig, StreamConfig
+    from entrypoints.container import build_container
+
+    streams = (
+        StreamConfig(collection="inventory", topic="i", document_type="inventory", partitions=4),
+        StreamConfig(collection="transactions", topic="t"),
+    )
+    container = build_container(ConnectorConfig(streams=streams))  # MongoClient connects lazily: no server needed
+    for_unit = container.source()
+    assert [u.stream_id for u in container.units()] == [u.stream_id for u in UNITS]
+    for unit in UNITS:
+        source = for_unit(unit)
+        assert isinstance(source, MongoChangeSource)
+        pipeline, _ = source.watch_arguments(StartPosition(), 21)
+        assert pipeline[0] == {"$match": unit_filter(unit)}
