@@ -35,7 +35,7 @@ from adapters.pubsub_admin import ensure_topics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROJECT = "bench-project"
-CONNECTOR = [sys.executable, "-c", "from entrypoints.cli import main; main()"]
+CONNECTOR = [sys.executable, "-m", "entrypoints.launch"]
 
 
 @contextmanager

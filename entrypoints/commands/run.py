@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sys
-from types import FrameType
 
 import click
 import structlog
@@ -12,6 +11,7 @@ import structlog
 from adapters.schema_files import SchemaLoadError
 from application.pipeline import StopReason
 from application.worker import StreamWorker
+from entrypoints import launch
 from entrypoints.cli import WorkFailed, cli, handle_errors, load
 from entrypoints.config import ConfigError
 from entrypoints.container import build_container
@@ -37,15 +37,16 @@ def run_command(config_path: str | None) -> None:
     stop_requested: list[int] = []
     worker_ref: list[StreamWorker] = []
 
-    def on_signal(signum: int, _: FrameType | None) -> None:
+    def on_signal(signum: int) -> None:
         log.info("stop_requested", signal=signal.Signals(signum).name)
+        if stop_requested and not worker_ref:
+            sys.exit(0)  # a second signal before the worker exists: nothing to drain yet
         stop_requested.append(signum)
         if worker_ref:
             worker_ref[0].request_stop()
 
-    # First thing: a SIGTERM while starting up must still mean "stop cleanly, exit 0".
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # A signal since process start (entrypoints/launch.py remembered it) must still mean "stop cleanly, exit 0".
+    launch.listen(on_signal)
     config = load(config_path)
     configure_logging(level=config.logging.level, fmt=config.logging.format)
     container = build_container(config)

@@ -19,7 +19,7 @@ from adapters.pubsub_admin import ensure_subscription, ensure_topics
 
 from .conftest import PROJECT
 
-CONNECTOR = [sys.executable, "-c", "from entrypoints.cli import main; main()"]
+CONNECTOR = [sys.executable, "-m", "entrypoints.launch"]
 EVENTS = 20_000
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-CONNECTOR = [sys.executable, "-c", "from entrypoints.cli import main; main()"]
+CONNECTOR = [sys.executable, "-m", "entrypoints.launch"]
 MEMORY = {"CONNECTOR_TOKEN_STORE__BACKEND": "memory", "CONNECTOR_PUBSUB__BACKEND": "memory"}
 
 

@@ -12,7 +12,7 @@ from bson import json_util
 from tests.builders import change, inventory_doc
 from tests.corpus import corpus_file
 
-CONNECTOR = [sys.executable, "-c", "from entrypoints.cli import main; main()"]
+CONNECTOR = [sys.executable, "-m", "entrypoints.launch"]
 
 
 def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

@@ -119,7 +119,7 @@ def test_paced_source_waits_on_the_clock() -> None:
 
 def test_cli_simulate_writes_the_same_events() -> None:
     result = subprocess.run(
-        [sys.executable, "-c", "from entrypoints.cli import main; main()", "simulate", "--count", "50", "--seed", "3"],
+        [sys.executable, "-m", "entrypoints.launch", "simulate", "--count", "50", "--seed", "3"],
         capture_output=True,
         check=True,
         timeout=60,
