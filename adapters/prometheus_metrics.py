@@ -1,4 +1,9 @@
-"""The Metrics port as Prometheus series (CONTRACT §8), on a registry of its own (no global state)."""
+"""The Metrics port as Prometheus series (CONTRACT §8), on a registry of its own (no global state).
+
+Besides the port's series it exports what the shipped alerts and dashboard need (docker/prometheus,
+docker/grafana): readiness as a gauge, the lease per stream unit with its generation, and the
+process's own RSS and CPU (a private registry gets no process collector unless it asks for one).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,18 @@ import time
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+from application.health import HealthState
 
 
 class PrometheusMetrics:
     """Counters by collection/operation/reason, publish latency, lag, checkpoint age, in-flight, retries."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, health: HealthState | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, process_cpu_seconds_total, …
         self._read = Counter(
             "connector_events_read", "Change events read from the stream.", ["collection", "operation"], registry=r
         )
@@ -48,7 +56,21 @@ class PrometheusMetrics:
             "connector_in_flight_messages", "Messages handed to Pub/Sub, not yet acknowledged.", registry=r
         )
         self._retries = Counter("connector_retries", "Retries after transient errors.", ["kind"], registry=r)
-        self._lease = Gauge("connector_lease_owned", "1 while this instance holds the stream's lease.", registry=r)
+        self._dead_letters = Counter(
+            "connector_dead_letters_published",
+            "Rejected events published to the dead-letter topic.",
+            ["collection", "reason"],
+            registry=r,
+        )
+        self._lease = Gauge(
+            "connector_lease_owned", "1 while this instance holds the unit's lease, else 0.", ["unit"], registry=r
+        )
+        self._generation = Gauge(
+            "connector_lease_generation", "Fencing generation of the lease this instance took.", ["unit"], registry=r
+        )
+        if health is not None:
+            ready = Gauge("connector_ready", "1 while /readiness answers 200, else 0.", registry=r)
+            ready.set_function(lambda: 1.0 if health.readiness()[0] else 0.0)
         self._last_checkpoint: float | None = None
         self._children: dict[tuple[str, str, str], Any] = {}  # labels() costs microseconds per call
 
@@ -87,5 +109,10 @@ class PrometheusMetrics:
     def retried(self, *, kind: str) -> None:
         self._retries.labels(kind).inc()
 
-    def lease_owned(self, *, owned: bool) -> None:
-        self._lease.set(1 if owned else 0)
+    def dead_lettered(self, *, collection: str, reason: str) -> None:
+        self._dead_letters.labels(collection, str(reason)).inc()
+
+    def lease_owned(self, *, unit: str, owned: bool, generation: int | None = None) -> None:
+        self._lease.labels(unit).set(1 if owned else 0)
+        if generation is not None:
+            self._generation.labels(unit).set(generation)

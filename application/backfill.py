@@ -189,6 +189,8 @@ class Backfill:
                 report.published += 1
                 self._metrics.event_published(collection=self._settings.collection, operation=SNAPSHOT,
                                               latency_seconds=latency)  # fmt: skip
+            elif isinstance(outcome, Reject):
+                self._metrics.dead_lettered(collection=self._settings.collection, reason=outcome.reason)
 
         for message in messages:
             self._publisher.publish(message, done)

@@ -231,7 +231,7 @@ class Pipeline:
                 )
                 return False
             if outcome.dead_letter is not None:
-                self._dispatch(event, (outcome.dead_letter,), published=False)
+                self._dispatch(event, (outcome.dead_letter,), published=False, reason=outcome.reason)
             else:
                 self._tracker.add(event.token, event.cluster_time, settled=True)
         else:
@@ -243,7 +243,10 @@ class Pipeline:
         self._metrics.event_skipped(reason=outcome.reason)
         self._tracker.add(outcome.event.token, outcome.event.cluster_time, settled=True)
 
-    def _dispatch(self, event: ChangeEvent, messages: tuple[OutboundMessage, ...], *, published: bool) -> None:
+    def _dispatch(
+        self, event: ChangeEvent, messages: tuple[OutboundMessage, ...], *, published: bool, reason: str = ""
+    ) -> None:
+        """``published`` False: ``messages`` is the dead letter of an event rejected for ``reason``."""
         seq = self._tracker.add(event.token, event.cluster_time)
         remaining = [len(messages)]
         lock = threading.Lock()
@@ -270,6 +273,8 @@ class Pipeline:
                     document_id=event.document_id,
                     latency_seconds=round(latency, 4),
                 )
+            else:
+                self._metrics.dead_lettered(collection=collection, reason=reason)
 
         for message in messages:
             self._reliable.publish(message, done)

@@ -120,13 +120,15 @@ class StreamWorker:
         settings = self._settings
         announced = False
         candidates = settings.candidates
+        for stream_id in candidates:  # every instance reports every unit, so "no unit owner" is a sum of zeros
+            self._metrics.lease_owned(unit=stream_id, owned=False)
         while not self._stop.is_set():
             for stream_id in candidates:
                 lease = self._try_lease(stream_id)
                 if lease is not None:
                     self._stream_id = stream_id
                     self._lease = lease
-                    self._metrics.lease_owned(owned=True)
+                    self._metrics.lease_owned(unit=stream_id, owned=True, generation=lease.generation)
                     self._health.ok("lease")
                     log.info("lease_acquired", stream=stream_id, generation=lease.generation, owner=settings.owner)
                     if len(candidates) > 1:
@@ -160,7 +162,7 @@ class StreamWorker:
         except LeaseLost as error:
             log.error("lease_lost", error=str(error), recovery="another instance took over; this one stops")
             self._lease = None
-            self._metrics.lease_owned(owned=False)
+            self._metrics.lease_owned(unit=self._stream_id, owned=False)
             self._health.fail("lease", f"lease lost: {error}")
             self._stop.set()
             if self._pipeline is not None:
@@ -181,7 +183,7 @@ class StreamWorker:
             self._store.release_lease(lease)
         except (TokenStoreError, LeaseLost) as error:
             log.warning("lease_release_failed", error=str(error))
-        self._metrics.lease_owned(owned=False)
+        self._metrics.lease_owned(unit=self._stream_id, owned=False)
 
     # ------------------------------------------------------------------ start position
 

@@ -231,7 +231,7 @@ class Container(containers.DeclarativeContainer):
 
     clock = providers.Singleton(SystemClock)
     health = providers.Singleton(HealthState)
-    metrics = providers.Singleton(PrometheusMetrics)
+    metrics = providers.Singleton(PrometheusMetrics, health=health)
     retry = providers.Singleton(_retry_policy, config.retry)
 
     schemas = providers.Singleton(_registry_and_migrator, config.schemas.directory)

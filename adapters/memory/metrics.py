@@ -13,6 +13,7 @@ class RecordingMetrics:
     read: Counter[tuple[str, str]] = field(factory=Counter)
     published: Counter[tuple[str, str]] = field(factory=Counter)
     rejected: Counter[tuple[str, str]] = field(factory=Counter)
+    dead_letters: Counter[tuple[str, str]] = field(factory=Counter)
     skipped: Counter[str] = field(factory=Counter)
     retries: Counter[str] = field(factory=Counter)
     latencies: list[float] = field(factory=list)
@@ -20,6 +21,7 @@ class RecordingMetrics:
     max_in_flight: int = 0
     last_checkpoint: datetime | None = None
     owned: bool = False
+    leases: dict[str, bool] = field(factory=dict)
 
     def event_read(self, *, collection: str, operation: str) -> None:
         self.read[(collection, operation)] += 1
@@ -46,5 +48,9 @@ class RecordingMetrics:
     def retried(self, *, kind: str) -> None:
         self.retries[kind] += 1
 
-    def lease_owned(self, *, owned: bool) -> None:
-        self.owned = owned
+    def dead_lettered(self, *, collection: str, reason: str) -> None:
+        self.dead_letters[(collection, str(reason))] += 1
+
+    def lease_owned(self, *, unit: str, owned: bool, generation: int | None = None) -> None:
+        self.leases[unit] = owned
+        self.owned = any(self.leases.values())
