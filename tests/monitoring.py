@@ -128,11 +128,12 @@ def used_metric_names() -> dict[str, set[str]]:
     return used
 
 
-def promtool() -> str:
-    """The promtool binary, or a skip with the fix (CI sets CONNECTOR_TEST_REQUIRE_PROMTOOL: a failure)."""
-    path = shutil.which("promtool")
+def prometheus_tool(name: str = "promtool") -> str:
+    """``promtool`` or ``prometheus``, or a skip with the fix (CI sets CONNECTOR_TEST_REQUIRE_PROMTOOL:
+    then a failure, so CI cannot pass by skipping)."""
+    path = shutil.which(name)
     if path is None:
-        message = "promtool not installed (apt-get install prometheus)"
+        message = f"{name} not installed (apt-get install prometheus)"
         if os.environ.get("CONNECTOR_TEST_REQUIRE_PROMTOOL"):
             pytest.fail(message)
         pytest.skip(message)
@@ -141,7 +142,7 @@ def promtool() -> str:
 
 def run_promtool(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [promtool(), *args],
+        [prometheus_tool(), *args],
         input=None if stdin is None else stdin.decode(),
         capture_output=True,
         text=True,
