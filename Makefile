@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python bench/hot_path.py
 	$(BIN)/python bench/end_to_end.py
 	$(BIN)/python bench/partitions.py
+	$(BIN)/python bench/plots.py
 
 chaos: install
 	CONNECTOR_TEST_CHAOS_TRIALS=20 CONNECTOR_TEST_CHAOS_EVENTS=20000 CONNECTOR_TEST_CHAOS_OUTAGE_S=30 CONNECTOR_TEST_CHAOS_FIRESTORE_OUTAGE_S=70 \

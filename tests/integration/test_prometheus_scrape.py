@@ -79,9 +79,7 @@ def scalar(url: str, promql: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-def test_prometheus_scrapes_the_published_count_and_the_lag(
-    deployment: Deployment, firestore_emulator: gcp_emulators.Emulator, tmp_path: Path
-) -> None:
+def test_prometheus_scrapes_the_published_count_and_the_lag(deployment: Deployment, tmp_path: Path) -> None:
     simulated_events(deployment.events, EVENTS)
     replayed = subprocess.run(
         [*CONNECTOR, "replay", str(deployment.events), "--config", str(deployment.config)],
