@@ -22,6 +22,7 @@ class RecordingMetrics:
     last_checkpoint: datetime | None = None
     owned: bool = False
     leases: dict[str, bool] = field(factory=dict)
+    lease_history: list[tuple[str, bool, int | None]] = field(factory=list)
 
     def event_read(self, *, collection: str, operation: str) -> None:
         self.read[(collection, operation)] += 1
@@ -53,4 +54,5 @@ class RecordingMetrics:
 
     def lease_owned(self, *, unit: str, owned: bool, generation: int | None = None) -> None:
         self.leases[unit] = owned
+        self.lease_history.append((unit, owned, generation))
         self.owned = any(self.leases.values())

@@ -167,6 +167,23 @@ def test_identical_workers_take_the_free_units_and_together_publish_everything()
     assert set(world.store.checkpoints) == {"warehouse.inventory.p0of2", "warehouse.inventory.p1of2"}
 
 
+def test_a_worker_reports_every_unit_and_the_generation_of_the_one_it_holds() -> None:
+    """What the 'no unit owner' alert sums over: each instance says 0 for the units it does not hold."""
+    world = World()
+    world.store.acquire_lease("warehouse", owner="someone else", ttl_seconds=1e9)
+    result = _worker(world, workload(random.Random(6), count=50, documents=10), owner="a", built=[]).run()
+    assert result.reason is StopReason.END_OF_SOURCE
+    held = "warehouse.inventory.p0of2"
+    generation = world.store.generations[held]
+    assert world.metrics.lease_history == [
+        ("warehouse", False, None),
+        (held, False, None),
+        ("warehouse.inventory.p1of2", False, None),
+        (held, True, generation),
+        (held, False, None),  # released at the end of the source
+    ]
+
+
 def test_a_new_partition_starts_at_the_earliest_position_it_takes_over_from() -> None:
     world = World()
     early, late = ClusterTime(seconds=1_735_689_610, increment=1), ClusterTime(seconds=1_735_689_650, increment=1)

@@ -182,6 +182,8 @@ def test_dead_letters_carry_reason_and_settle() -> None:
     world.run(events, processing=step(dead_letter="dlq"))
     dead = [m for m in world.delivered if m.topic == "dlq"]
     assert len(dead) == 5 and all(m.attributes["reason"] == "validation_failed" for m in dead)
+    assert sum(world.metrics.dead_letters.values()) == 5 == sum(world.metrics.published.values())
+    assert {reason for _, reason in world.metrics.dead_letters} == {"validation_failed"}
     assert world.store.checkpoints[STREAM].token == events[-1].token
 
 
