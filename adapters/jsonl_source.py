@@ -3,7 +3,8 @@
 On start it skips through the stored token; a token that is not in the file is an error rather than
 a silent replay from the top (that would re-publish everything, or worse, skip what was never sent).
 At the end of the file it ends (``run`` then drains, checkpoints and exits 0) unless ``follow`` is
-set, in which case it waits for more lines like ``tail -f``.
+set, in which case it waits for more lines like ``tail -f``. Events come in batches of what the file
+holds now (up to ``batch_size``): a batch is handed on before any wait for the file to grow.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from adapters.jsonl_events import read_jsonl_events
-from application.event_flow import EventInputError, whole_events
-from application.ports import SourceError, SourceEvent, SourceItem, StartPosition
-from domain.json_types import JsonObject
+from application.event_flow import EventInputError
+from application.ports import SourceBatch, SourceError, SourceEvent, SourceItem, StartPosition
+from domain.change_event import ChangeEvent, MalformedEventError, parse_change_event
+from domain.event_codec import EventDecodeError, decode_event_line
+from domain.split_events import SplitEventAssembler, SplitEventError
 
 
 class JsonlSource:
@@ -28,7 +30,9 @@ class JsonlSource:
         follow: bool = False,
         poll_interval: float = 0.2,
         wait: Callable[[Callable[[], bool], float], bool] | None = None,
+        batch_size: int = 1000,
     ) -> None:
+        self._batch_size = batch_size
         self._path = path
         self._follow = follow
         self._poll_interval = poll_interval
@@ -38,14 +42,29 @@ class JsonlSource:
     def close(self) -> None:
         self._closed = True
 
-    def read(self, start: StartPosition) -> Iterator[SourceItem]:
+    def read(self, start: StartPosition) -> Iterator[SourceBatch]:
+        batch: list[SourceItem] = []
+        for item in self._items(start):
+            if item is not None:
+                batch.append(item)
+            if batch and (item is None or len(batch) >= self._batch_size):
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _items(self, start: StartPosition) -> Iterator[SourceItem | None]:
+        """Items, and None whenever the file has nothing more for now."""
         self._closed = False
         after = start.resume_after or start.start_after
         skipping = after is not None
         try:
-            for _, event in whole_events(self._raw_events()):
+            for event in self._events():
                 if self._closed:
                     return
+                if event is None:
+                    yield None
+                    continue
                 if skipping:
                     assert after is not None
                     if event.token.data == after.data:
@@ -65,7 +84,8 @@ class JsonlSource:
         if skipping and after is not None:
             raise _token_missing(self._path, after.data)
 
-    def _raw_events(self) -> Iterator[tuple[str, JsonObject]]:
+    def _events(self) -> Iterator[ChangeEvent | None]:
+        """Whole events (split fragments joined), or None before a wait for more lines."""
         try:
             handle = self._path.open("rb")
         except OSError as error:
@@ -74,10 +94,28 @@ class JsonlSource:
                 retryable=False,
                 recovery="set jsonl.path to a readable file",
             ) from None
+        assembler = SplitEventAssembler()
+        number = 0
         with handle:
-            yield from read_jsonl_events(self._lines(handle), name=str(self._path))
+            for line in self._lines(handle):
+                if line is None:
+                    yield None
+                    continue
+                number += 1
+                if not line.strip():
+                    continue
+                try:
+                    whole = assembler.feed(decode_event_line(line))
+                    if whole is not None:
+                        yield parse_change_event(whole)
+                except EventDecodeError as error:
+                    raise EventInputError(
+                        f"{self._path}:{number}", f"{error}; each line must be one change event"
+                    ) from None
+                except (SplitEventError, MalformedEventError) as error:
+                    raise EventInputError(f"{self._path}:{number}", str(error)) from None
 
-    def _lines(self, handle: object) -> Iterator[bytes]:
+    def _lines(self, handle: object) -> Iterator[bytes | None]:
         partial = b""
         while True:
             line = handle.readline()  # type: ignore[attr-defined]
@@ -90,6 +128,7 @@ class JsonlSource:
                 if partial.strip():
                     yield partial
                 return
+            yield None  # nothing more for now: the batch so far goes out before the wait
             self._wait(lambda: self._closed, self._poll_interval)
 
 

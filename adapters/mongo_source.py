@@ -11,6 +11,8 @@ Choices, each from a failure mode users of other connectors have hit:
 - ``try_next`` with ``max_await_time_ms`` instead of a blocking iterator, so an idle stream still
   yields the server's post-batch resume token as a heartbeat: checkpointing it keeps the stored token
   from falling off the oplog while nothing happens on the watched collections.
+- Events go on in batches: what one getMore brought, cut at ``batch_size`` events or
+  ``batch_latency_s`` after the first, and handed on as soon as the stream has nothing more at hand.
 - We always resume with ``startAfter``: it accepts every token ``resumeAfter`` does and also the
   token of an ``invalidate``, after which the stream continues.
 - pymongo already retries a resumable error once; anything resumable after that goes back to the
@@ -21,6 +23,7 @@ Choices, each from a failure mode users of other connectors have hit:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -29,7 +32,7 @@ from bson import Timestamp
 from pymongo import errors as pymongo_errors
 
 from application.event_flow import EventInputError
-from application.ports import Heartbeat, SourceError, SourceEvent, SourceItem, StartPosition
+from application.ports import Heartbeat, SourceBatch, SourceError, SourceEvent, SourceItem, StartPosition
 from domain.bson_json import bson_to_json
 from domain.change_event import (
     ClusterTime,
@@ -148,7 +151,9 @@ class MongoChangeSource:
         batch_size: int = 1000,
         max_await_time_ms: int = 1000,
         unit: StreamUnit | None = None,
+        batch_latency_s: float = 0.05,
     ) -> None:
+        self._batch_latency_s = batch_latency_s
         self._client = client
         self._database = database
         self._unit = unit or plan_units(database=database, partitions=[(c, 1) for c in collections])[0]
@@ -187,7 +192,7 @@ class MongoChangeSource:
             kwargs["start_at_operation_time"] = Timestamp(start.at_time.seconds, start.at_time.increment)
         return pipeline, kwargs
 
-    def read(self, start: StartPosition) -> Iterator[SourceItem]:
+    def read(self, start: StartPosition) -> Iterator[SourceBatch]:
         self._closed = False
         position = start
         try:
@@ -203,30 +208,53 @@ class MongoChangeSource:
         except pymongo_errors.PyMongoError as error:
             raise classify(error, stream_id=self._unit.stream_id) from None
 
-    def _read_stream(self, start: StartPosition, wire_version: int) -> Iterator[SourceItem]:
+    def _read_stream(self, start: StartPosition, wire_version: int) -> Iterator[SourceBatch]:
         """Yield from one ``watch()``; return the invalidate token when the stream was invalidated."""
         pipeline, kwargs = self.watch_arguments(start, wire_version)
         assembler = SplitEventAssembler()
         last_token: str | None = None  # of the last event or heartbeat yielded
+        batch: list[SourceItem] = []
+        opened = 0.0
         with self._client[self._database].watch(pipeline, **kwargs) as stream:
             while not self._closed and stream.alive:
-                raw = stream.try_next()
+                try:
+                    raw = stream.try_next()
+                except Exception:  # what was read before the failure still goes on (and gets checkpointed)
+                    if batch:
+                        yield batch
+                    raise
                 if raw is None:
                     token = stream.resume_token
                     if token is not None and not assembler.pending:
                         heartbeat = ResumeToken.from_json(bson_to_json(token))
                         if heartbeat.data != last_token:
                             last_token = heartbeat.data
-                            yield Heartbeat(heartbeat, cluster_time_of_token(heartbeat.data))
+                            batch.append(Heartbeat(heartbeat, cluster_time_of_token(heartbeat.data)))
+                    if batch:
+                        yield batch
+                        batch = []
                     continue
-                mapped = bson_to_json(raw)
-                assert isinstance(mapped, dict)
-                whole = assembler.feed(mapped)
-                if whole is None:
-                    continue
-                event = parse_change_event(whole)
+                try:
+                    mapped = bson_to_json(raw)
+                    assert isinstance(mapped, dict)
+                    whole = assembler.feed(mapped)
+                    if whole is None:
+                        continue
+                    event = parse_change_event(whole)
+                except Exception:
+                    if batch:
+                        yield batch
+                    raise
                 last_token = event.token.data
-                yield SourceEvent(event)
+                if not batch:
+                    opened = time.monotonic()
+                batch.append(SourceEvent(event))
                 if event.kind is OperationKind.INVALIDATE:
+                    yield batch
                     return event.token
+                if len(batch) >= self._batch_size or time.monotonic() - opened >= self._batch_latency_s:
+                    yield batch
+                    batch = []
+            if batch and not self._closed:
+                yield batch
         return None

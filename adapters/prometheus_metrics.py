@@ -38,7 +38,7 @@ class PrometheusMetrics:
         self._skipped = Counter("connector_events_skipped", "Events skipped by design.", ["reason"], registry=r)
         self._latency = Histogram(
             "connector_publish_latency_seconds",
-            "From handing a message to the publisher to Pub/Sub's acknowledgement.",
+            "Per Publish request: from handing its oldest message to the publisher to Pub/Sub's acknowledgement.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
@@ -77,17 +77,17 @@ class PrometheusMetrics:
     def _age(self) -> float:
         return 0.0 if self._last_checkpoint is None else max(0.0, time.time() - self._last_checkpoint)
 
-    def event_read(self, *, collection: str, operation: str) -> None:
+    def event_read(self, *, collection: str, operation: str, count: int = 1) -> None:
         child = self._children.get(("read", collection, operation))
         if child is None:
             child = self._children[("read", collection, operation)] = self._read.labels(collection, operation)
-        child.inc()
+        child.inc(count)
 
-    def event_published(self, *, collection: str, operation: str, latency_seconds: float) -> None:
+    def events_published(self, *, collection: str, operation: str, count: int, latency_seconds: float) -> None:
         child = self._children.get(("published", collection, operation))
         if child is None:
             child = self._children[("published", collection, operation)] = self._published.labels(collection, operation)
-        child.inc()
+        child.inc(count)
         self._latency.observe(latency_seconds)
 
     def event_rejected(self, *, collection: str, operation: str, reason: str) -> None:

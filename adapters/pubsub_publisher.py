@@ -1,31 +1,26 @@
-"""The Publisher port on google-cloud-pubsub: one client per process, batching, ordering, flow control.
+"""The Publisher port on google-cloud-pubsub's generated client: one Publish RPC per request.
 
-The client already batches per topic and ordering key and retries transient RPC errors within its
-own deadline; what it cannot do is keep going forever without reordering a key, which is the
-application's ``ReliablePublisher``'s job. This adapter translates: futures become callbacks, the
-client's exceptions become retryable or fatal ``PublishError``s with advice, and a publish to a
-paused ordering key (which the client raises synchronously) becomes a failed callback.
+The client library's ``publish()`` pays for a future, a batch thread and a callback per message, and
+its per-key batching sends one small request at a time per key. The application already groups
+messages into requests per ordering key (``application.dispatcher``), so this adapter only sends
+them: ``PublisherClient().api.publish`` from a bounded thread pool, each call with a deadline and
+google.api_core's retry for transient errors within it. What is left after the deadline becomes a
+``PublishError``, retryable or fatal with advice; the application retries the request whole.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from concurrent.futures import Future
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core import retry as retries
+from google.api_core.timeout import TimeToDeadlineTimeout
 from google.cloud import pubsub_v1
-from google.cloud.pubsub_v1.publisher import exceptions as publisher_exceptions
-from google.cloud.pubsub_v1.types import (
-    BatchSettings,
-    LimitExceededBehavior,
-    PublisherOptions,
-    PublishFlowControl,
-)
+from google.pubsub_v1 import types as gapic_types
 
-from application.ports import PublishCallback, PublishError
-from domain.envelope import MAX_MESSAGE_BYTES, OutboundMessage
+from application.ports import PublishError, PublishRequest, RequestDone
 
 _FATAL: dict[type[Exception], str] = {
     gexc.NotFound: "create the topic (connector check --create-missing) or fix streams[].topic",
@@ -35,11 +30,15 @@ _FATAL: dict[type[Exception], str] = {
     gexc.FailedPrecondition: "check the topic's configuration (e.g. a schema attached to it)",
 }
 
+_TRANSIENT = (gexc.Aborted, gexc.Cancelled, gexc.DeadlineExceeded, gexc.InternalServerError,
+              gexc.ResourceExhausted, gexc.ServiceUnavailable, gexc.Unknown)  # fmt: skip
+
+_raw_message = gapic_types.PubsubMessage.pb()
+_wrap = gapic_types.PubsubMessage.wrap
+
 
 def classify(error: BaseException) -> PublishError:
     """Turn a client exception into a ``PublishError`` that says whether retrying can help."""
-    if isinstance(error, publisher_exceptions.PublishToPausedOrderingKeyException):
-        return PublishError(f"ordering key paused: {error}", retryable=True)
     for kind, recovery in _FATAL.items():
         if isinstance(error, kind):
             return PublishError(f"{type(error).__name__}: {error}", retryable=False, recovery=recovery)
@@ -47,36 +46,31 @@ def classify(error: BaseException) -> PublishError:
 
 
 class PubSubPublisher:
-    """Implements the Publisher port. ``max_in_flight`` bounds the client's own memory too."""
+    """Implements the Publisher port. ``max_workers`` RPCs run at once; each ends within ``deadline_s``."""
 
     def __init__(
         self,
         *,
         project_id: str,
-        batch_max_latency_s: float = 0.05,
-        batch_max_messages: int = 1000,
-        batch_max_bytes: int = MAX_MESSAGE_BYTES,
-        max_in_flight: int = 10_000,
-        max_in_flight_bytes: int = 200 * 1024 * 1024,
+        max_workers: int = 8,
+        deadline_s: float = 30.0,
         client: Any | None = None,
     ) -> None:
         self._project_id = project_id
-        self._client = client or pubsub_v1.PublisherClient(
-            batch_settings=BatchSettings(
-                max_bytes=batch_max_bytes, max_latency=batch_max_latency_s, max_messages=batch_max_messages
-            ),
-            publisher_options=PublisherOptions(
-                enable_message_ordering=True,
-                flow_control=PublishFlowControl(
-                    message_limit=max_in_flight,
-                    byte_limit=max_in_flight_bytes,
-                    limit_exceeded_behavior=LimitExceededBehavior.BLOCK,
-                ),
-            ),
+        self._client = client or pubsub_v1.PublisherClient()
+        with warnings.catch_warnings():  # ``api`` is the generated client; the wrapper calls it "compatibility"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._api = self._client.api
+        self._deadline_s = deadline_s
+        self._retry = retries.Retry(
+            predicate=retries.if_exception_type(*_TRANSIENT),
+            initial=0.1,
+            maximum=5.0,
+            multiplier=2.0,
+            timeout=deadline_s,
         )
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pubsub-publish")
         self._paths: dict[str, str] = {}
-        self._pending = 0
-        self._count_lock = threading.Lock()  # tiny critical sections: callbacks must not queue behind publishes
 
     @property
     def client(self) -> Any:
@@ -88,41 +82,26 @@ class PubSubPublisher:
             path = self._paths[topic] = self._client.topic_path(self._project_id, topic)
         return path
 
-    def publish(self, message: OutboundMessage, on_done: PublishCallback) -> None:
-        with self._count_lock:
-            self._pending += 1
+    def send(self, request: PublishRequest, on_done: RequestDone) -> None:
+        self._pool.submit(self._call, request, on_done)
+
+    def _call(self, request: PublishRequest, on_done: RequestDone) -> None:
         try:
-            future: Future[str] = self._client.publish(
-                self.topic_path(message.topic),
-                message.data,
-                ordering_key=message.ordering_key,
-                **message.attributes,
+            key = request.ordering_key
+            messages = [
+                _wrap(_raw_message(data=m.data, ordering_key=key, attributes=m.attributes)) for m in request.messages
+            ]
+            self._api.publish(
+                topic=self.topic_path(request.topic),
+                messages=messages,
+                retry=self._retry,
+                timeout=TimeToDeadlineTimeout(timeout=self._deadline_s),
             )
-        except Exception as error:  # the client raises some failures synchronously
-            self._finished()
+        except Exception as error:  # every failure is answered: retryable or fatal, never lost
             on_done(classify(error))
             return
-
-        def done(completed: Future[str]) -> None:
-            self._finished()
-            error = completed.exception()
-            on_done(None if error is None else classify(error))
-
-        future.add_done_callback(done)
-
-    def _finished(self) -> None:
-        with self._count_lock:
-            self._pending -= 1
-
-    def resume(self, topic: str, ordering_key: str) -> None:
-        self._client.resume_publish(self.topic_path(topic), ordering_key)
-
-    def flush(self, timeout: float) -> bool:
-        """Only used at shutdown; polls rather than making every callback signal a condition."""
-        deadline = time.monotonic() + timeout
-        while self._pending and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self._pending == 0
+        on_done(None)
 
     def close(self) -> None:
-        self._client.stop()
+        """Requests not started are dropped (their messages stay unsettled and are re-read on restart)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

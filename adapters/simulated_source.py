@@ -2,6 +2,7 @@
 
 Resuming regenerates the (deterministic) workload and skips through the stored token, exactly as
 the JSONL source does with a file, so ``make run`` can be stopped and started like a real stream.
+Events come in chunks of up to ``batch_size``; a chunk is handed on before any pacing wait.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from collections.abc import Callable, Iterator
 
 from adapters.simulator import WorkloadSpec, generate_events
 from application.event_flow import whole_events
-from application.ports import SourceError, SourceEvent, SourceItem, StartPosition
+from application.ports import SourceBatch, SourceError, SourceEvent, SourceItem, StartPosition
 from domain.extended_json import extended_json_to_json
 from domain.json_types import JsonObject
+
+_SLACK_S = 0.002
+"""Events due within this much are released together rather than one wait each."""
 
 
 class SimulatedSource:
@@ -25,7 +29,9 @@ class SimulatedSource:
         rate: float = 0.0,
         wait: Callable[[Callable[[], bool], float], bool],
         monotonic: Callable[[], float],
+        batch_size: int = 1000,
     ) -> None:
+        self._batch_size = batch_size
         self._spec = spec
         self._rate = rate
         self._wait = wait
@@ -41,7 +47,19 @@ class SimulatedSource:
             assert isinstance(mapped, dict)
             yield number, mapped
 
-    def read(self, start: StartPosition) -> Iterator[SourceItem]:
+    def read(self, start: StartPosition) -> Iterator[SourceBatch]:
+        batch: list[SourceItem] = []
+        for item in self._items(start):
+            if item is not None:
+                batch.append(item)
+            if batch and (item is None or len(batch) >= self._batch_size):
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _items(self, start: StartPosition) -> Iterator[SourceItem | None]:
+        """Items, and None before every pacing wait."""
         self._closed = False
         after = start.resume_after or start.start_after
         skipping = after is not None
@@ -66,8 +84,10 @@ class SimulatedSource:
             if self._rate > 0:
                 emitted += 1
                 ahead = emitted / self._rate - (self._monotonic() - started)
-                if ahead > 0 and self._wait(lambda: self._closed, ahead):
-                    return
+                if ahead > _SLACK_S:
+                    yield None
+                    if self._wait(lambda: self._closed, ahead):
+                        return
             yield SourceEvent(event)
         if skipping and after is not None:
             raise SourceError(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from application.ports import ChangeSource, SourceEvent, SourceItem, StartPosition
+from application.ports import ChangeSource, SourceBatch, SourceEvent, StartPosition
 from domain.partitions import StreamUnit
 
 
@@ -19,11 +19,12 @@ class OwnedEventsSource:
         self._inner = inner
         self._unit = unit
 
-    def read(self, start: StartPosition) -> Iterator[SourceItem]:
+    def read(self, start: StartPosition) -> Iterator[SourceBatch]:
         owns = self._unit.owns
-        for item in self._inner.read(start):
-            if type(item) is not SourceEvent or owns(item.event):
-                yield item
+        for batch in self._inner.read(start):
+            kept = [item for item in batch if type(item) is not SourceEvent or owns(item.event)]
+            if kept:
+                yield kept
 
     def close(self) -> None:
         self._inner.close()

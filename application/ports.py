@@ -1,14 +1,15 @@
 """The ports the pipeline needs. Adapters implement them; in-memory fakes implement them for tests.
 
-Each port says what the pipeline relies on, not how an adapter does it: a publisher reports every
-message exactly once through its callback, a token store refuses to move a checkpoint backwards,
+Each port says what the pipeline relies on, not how an adapter does it: a source yields its natural
+batches, a publisher answers every PublishRequest exactly once, a token store refuses to move a
+checkpoint backwards,
 a clock is the only way the pipeline waits (so tests can run thousands of fault scenarios on a
 simulated clock in seconds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -50,6 +51,8 @@ class Heartbeat:
 
 
 SourceItem = SourceEvent | Heartbeat
+SourceBatch = Sequence[SourceItem]
+"""Items in stream order as the source has them at hand: a getMore batch, the lines a file has now."""
 
 
 class SourceError(Exception):
@@ -65,9 +68,10 @@ class SourceError(Exception):
 class ChangeSource(Protocol):
     """A change stream (or a stand-in for one) for one stream id."""
 
-    def read(self, start: StartPosition) -> Iterator[SourceItem]:
-        """Yield items in stream order from ``start``; the iterator ends only for finite sources
-        (a JSONL file without follow). Raises :class:`SourceError`."""
+    def read(self, start: StartPosition) -> Iterator[SourceBatch]:
+        """Yield non-empty batches of items in stream order from ``start``, each as soon as the source
+        has it (a batch never waits for more items than are at hand); the iterator ends only for finite
+        sources (a JSONL file without follow). Raises :class:`SourceError`."""
         ...
 
     def close(self) -> None:
@@ -88,28 +92,34 @@ class PublishError(Exception):
         self.recovery = recovery
 
 
-PublishCallback = Callable[[PublishError | None], None]
+@frozen
+class PublishRequest:
+    """One Publish RPC: messages of one topic, all with ``ordering_key`` ("" = unordered), in order."""
+
+    topic: str
+    ordering_key: str
+    messages: tuple[OutboundMessage, ...]
+
+
+RequestDone = Callable[[PublishError | None], None]
 
 
 class Publisher(Protocol):
-    """Asynchronous publishing with ordering keys, as the Pub/Sub client does it."""
+    """Pub/Sub's Publish RPC, one request at a time per ordering key.
 
-    def publish(self, message: OutboundMessage, on_done: PublishCallback) -> None:
-        """Start publishing; ``on_done`` is called exactly once, from any thread, with ``None`` on
-        success. After a failure on an ordering key, later messages with that key fail too until
-        :meth:`resume` is called (Pub/Sub's ordered publishing semantics)."""
-        ...
+    The caller keeps the API's two rules: every message of a request carries the request's ordering
+    key (the real service refuses mixed keys), and at most one request per (topic, non-empty key) is
+    in flight (two concurrent requests of one key can land out of order). Unordered requests may
+    overlap freely."""
 
-    def resume(self, topic: str, ordering_key: str) -> None:
-        """Allow publishing on an ordering key again after a failure."""
-        ...
-
-    def flush(self, timeout: float) -> bool:
-        """Send what is batched; True when nothing is left in flight within ``timeout`` seconds."""
+    def send(self, request: PublishRequest, on_done: RequestDone) -> None:
+        """Start sending; ``on_done`` is called exactly once, from any thread, with ``None`` when every
+        message was stored, or the error (the whole request failed). Every send has a deadline: a hung
+        server ends in a retryable error, never in silence."""
         ...
 
     def close(self) -> None:
-        """Release the client; pending messages are not waited for."""
+        """Release the client; requests still in flight are not waited for."""
         ...
 
 
@@ -189,6 +199,15 @@ class TokenStore(Protocol):
         ...
 
 
+class StoreCalls(Protocol):
+    """Where blocking token-store calls run: off the clock's thread, so a slow store never delays a
+    publish retry or a lease renewal scheduled there."""
+
+    def submit(self, call: Callable[[], None]) -> None:
+        """Run ``call`` soon (it handles its own errors)."""
+        ...
+
+
 # ---------------------------------------------------------------- clock
 
 
@@ -228,8 +247,12 @@ class Clock(Protocol):
 class Metrics(Protocol):
     """What the pipeline reports; the Prometheus adapter turns it into /metrics."""
 
-    def event_read(self, *, collection: str, operation: str) -> None: ...
-    def event_published(self, *, collection: str, operation: str, latency_seconds: float) -> None: ...
+    def event_read(self, *, collection: str, operation: str, count: int = 1) -> None: ...
+    def events_published(self, *, collection: str, operation: str, count: int, latency_seconds: float) -> None:
+        """``count`` events acknowledged by one Publish request, ``latency_seconds`` after the oldest
+        of them was handed to the publisher."""
+        ...
+
     def event_rejected(self, *, collection: str, operation: str, reason: str) -> None: ...
     def event_skipped(self, *, reason: str) -> None: ...
     def lag(self, *, seconds: float) -> None: ...

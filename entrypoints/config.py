@@ -101,6 +101,7 @@ class PubsubConfig:
     ordering: Literal["bucketed", "document", "none"] = "bucketed"
     ordering_buckets: int = field(default=16, validator=_positive)
     batch_max_latency_ms: int = field(default=50, validator=_positive)
+    batch_max_messages: int = field(default=1000, validator=[_positive, validators.le(1000)])  # not in CONTRACT §4
     max_in_flight_messages: int = field(default=10000, validator=_positive)
 
 

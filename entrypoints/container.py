@@ -26,12 +26,13 @@ from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.schema_files import load_registry
 from adapters.simulated_source import SimulatedSource
 from adapters.simulator import WorkloadSpec
+from adapters.store_thread import StoreThread
 from adapters.system_clock import SystemClock
 from application.backoff import RetryPolicy
 from application.health import HealthState
 from application.owned_events import OwnedEventsSource
 from application.pipeline import Pipeline, PipelineSettings
-from application.ports import ChangeSource, Clock, Metrics, Publisher, TokenStore
+from application.ports import ChangeSource, Clock, Metrics, Publisher, StoreCalls, TokenStore
 from application.processing import ProcessingSettings, ProcessingStep, StreamRoute
 from application.worker import StreamWorker, WorkerSettings
 from domain.change_event import ClusterTime
@@ -99,7 +100,8 @@ def _units(database: str, streams: list[dict[str, Any]]) -> tuple[StreamUnit, ..
     return plan_units(database=database, partitions=[(s["collection"], s.get("partitions", 1)) for s in streams])
 
 
-def _mongo_source(mongodb: dict[str, Any]) -> SourceFactory:
+def _mongo_source(mongodb: dict[str, Any], batch_latency_ms: int) -> SourceFactory:
+    batch_latency_s = batch_latency_ms / 1000
     from pymongo import MongoClient
 
     from adapters.mongo_source import MongoChangeSource
@@ -115,6 +117,7 @@ def _mongo_source(mongodb: dict[str, Any]) -> SourceFactory:
             batch_size=mongodb["batch_size"],
             max_await_time_ms=mongodb["max_await_time_ms"],
             unit=unit,
+            batch_latency_s=batch_latency_s,
         )
 
     return for_unit
@@ -155,11 +158,7 @@ def _simulated_source(simulated: dict[str, Any], database: str, clock: Clock) ->
 def _pubsub_publisher(pubsub: dict[str, Any]) -> Publisher:
     from adapters.pubsub_publisher import PubSubPublisher
 
-    return PubSubPublisher(
-        project_id=pubsub["project_id"],
-        batch_max_latency_s=pubsub["batch_max_latency_ms"] / 1000,
-        max_in_flight=pubsub["max_in_flight_messages"] * 2,  # ours pauses reading first; the client's is a backstop
-    )
+    return PubSubPublisher(project_id=pubsub["project_id"])
 
 
 def _firestore_store(project_id: str, collection: str) -> TokenStore:
@@ -196,6 +195,7 @@ def _pipeline_factory(
     token_config: dict[str, Any],
     on_invalid: str,
     retry: RetryPolicy,
+    store_calls: StoreCalls,
 ) -> Any:
     by_id = {unit.stream_id: unit for unit in units}
 
@@ -207,6 +207,7 @@ def _pipeline_factory(
             fail_on_invalid=on_invalid == "fail",
             retry=retry,
             generation=generation,
+            batch_max_messages=pubsub["batch_max_messages"],
         )
         return Pipeline(
             source=source(by_id[stream_id]),
@@ -217,6 +218,7 @@ def _pipeline_factory(
             metrics=metrics,
             settings=settings,
             health=health,
+            store_calls=store_calls,
         )
 
     return build
@@ -257,7 +259,7 @@ class Container(containers.DeclarativeContainer):
     units = providers.Singleton(_units, config.mongodb.database, config.streams)
     source = providers.Selector(  # a ChangeSource per stream unit
         config.source,
-        mongodb=providers.Singleton(_mongo_source, config.mongodb),
+        mongodb=providers.Singleton(_mongo_source, config.mongodb, config.pubsub.batch_max_latency_ms),
         jsonl=providers.Singleton(
             _filtered,
             providers.Factory(
@@ -297,6 +299,7 @@ class Container(containers.DeclarativeContainer):
         token_config=config.token_store,
         on_invalid=config.schemas.on_invalid,
         retry=retry,
+        store_calls=providers.Singleton(StoreThread),
     )
     worker_settings = providers.Singleton(
         WorkerSettings,

@@ -24,11 +24,11 @@ class RecordingMetrics:
     leases: dict[str, bool] = field(factory=dict)
     lease_history: list[tuple[str, bool, int | None]] = field(factory=list)
 
-    def event_read(self, *, collection: str, operation: str) -> None:
-        self.read[(collection, operation)] += 1
+    def event_read(self, *, collection: str, operation: str, count: int = 1) -> None:
+        self.read[(collection, operation)] += count
 
-    def event_published(self, *, collection: str, operation: str, latency_seconds: float) -> None:
-        self.published[(collection, operation)] += 1
+    def events_published(self, *, collection: str, operation: str, count: int, latency_seconds: float) -> None:
+        self.published[(collection, operation)] += count
         self.latencies.append(latency_seconds)
 
     def event_rejected(self, *, collection: str, operation: str, reason: str) -> None:

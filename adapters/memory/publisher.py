@@ -1,22 +1,23 @@
-"""A Pub/Sub stand-in that behaves like the real client where it matters, and records everything.
+"""A Pub/Sub stand-in at the Publish RPC level that keeps the real service's rules, and records everything.
 
-Per ordering key, messages are sent one after another and acknowledged in order; a failure fails
-the rest of the key's queue and pauses the key until ``resume`` (the client's semantics). Across
-keys and for unordered messages, acks come back in any order. Faults are drawn from a seeded RNG:
-failures before delivery, lost acks (delivered, but reported failed: a duplicate after retry), and
-hangs (very late acks). ``delivered`` is what a subscriber would receive, in order.
+The real API takes one ordering key per request and lands two concurrent requests of one key in any
+order; the emulator accepts both mistakes silently. This fake refuses them (a fatal error, recorded
+in ``refused``), so a test fails where production would reorder or be rejected. Faults come from a
+seeded RNG per request: failures before delivery, lost acks (stored, but reported failed: a
+duplicate after the retry) and hangs (very late answers); ``fail_request(key, k)`` fails exactly the
+k-th request of a key. ``delivered`` is what a subscriber would receive, in order.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from collections import deque
+from collections import Counter
 from collections.abc import Callable
 
-from attrs import define, field
+from attrs import define
 
-from application.ports import Clock, PublishCallback, PublishError
+from application.ports import Clock, PublishError, PublishRequest, RequestDone
 from domain.envelope import OutboundMessage
 
 
@@ -30,13 +31,6 @@ class Faults:
     fatal_rate: float = 0.0
 
 
-@define
-class _Key:
-    queue: deque[tuple[OutboundMessage, PublishCallback]] = field(factory=deque)
-    busy: bool = False
-    paused: bool = False
-
-
 class InMemoryPublisher:
     """Implements the Publisher port on a :class:`Clock` (use ``SimulatedClock`` for determinism)."""
 
@@ -45,53 +39,60 @@ class InMemoryPublisher:
         self.faults = faults or Faults()
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
-        self._keys: dict[tuple[str, str], _Key] = {}
+        self._in_flight_keys: set[tuple[str, str]] = set()
+        self._sent_per_key: Counter[tuple[str, str]] = Counter()
+        self._fail: set[tuple[str, int]] = set()
+        self.requests: list[PublishRequest] = []
+        """Every request accepted, in the order it was sent (retries included)."""
+        self.refused: list[tuple[PublishRequest, str]] = []
         self.delivered: list[OutboundMessage] = []
-        self.attempts = 0
-        self.pending = 0
-        self.resumed: list[tuple[str, str]] = []
+        self.in_flight = 0
         self.fail_next = 0
         self.gate: Callable[[OutboundMessage], bool] | None = None
-        """While set and returning False for a message, its publish fails (a stalled Pub/Sub)."""
+        """While set and returning False for a message, its request fails (a stalled Pub/Sub)."""
         self.dead = False
 
+    def fail_request(self, ordering_key: str, number: int) -> None:
+        """Fail (retryably) the ``number``-th request (1-based, retries counted) of ``ordering_key``."""
+        with self._lock:
+            self._fail.add((ordering_key, number))
+
     def kill(self) -> None:
-        """The process died: queued messages are gone; those already in transit may still arrive
-        at the server (each with even odds), but nobody hears back."""
+        """The process died: requests in transit may still reach the server (each with even odds), but
+        nobody hears back."""
         with self._lock:
             self.dead = True
-            for key in self._keys.values():
-                while len(key.queue) > 1:
-                    key.queue.pop()
 
-    def publish(self, message: OutboundMessage, on_done: PublishCallback) -> None:
+    def send(self, request: PublishRequest, on_done: RequestDone) -> None:
         with self._lock:
-            self.attempts += 1
-            if not message.ordering_key:
-                self.pending += 1
-                self._clock.call_later(self._latency(), lambda: self._finish(message, on_done, None))
-                return
-            key = self._keys.setdefault((message.topic, message.ordering_key), _Key())
-            if key.paused:
-                on_done(PublishError(f"ordering key {message.ordering_key} is paused", retryable=True))
-                return
-            self.pending += 1
-            key.queue.append((message, on_done))
-            if not key.busy:
-                self._send_next((message.topic, message.ordering_key))
-
-    def resume(self, topic: str, ordering_key: str) -> None:
-        with self._lock:
-            self.resumed.append((topic, ordering_key))
-            key = self._keys.get((topic, ordering_key))
-            if key is not None:
-                key.paused = False
-
-    def flush(self, timeout: float) -> bool:
-        return self._clock.wait_until(lambda: self.pending == 0, timeout)
+            name = (request.topic, request.ordering_key)
+            problem = self._rule_broken(request, name)
+            if problem is not None:
+                self.refused.append((request, problem))
+                error = PublishError(f"InvalidArgument: {problem}", retryable=False, recovery="a connector bug")
+            else:
+                error = None
+                self.requests.append(request)
+                self._sent_per_key[name] += 1
+                if request.ordering_key:
+                    self._in_flight_keys.add(name)
+                self.in_flight += 1
+                number = self._sent_per_key[name]
+                self._clock.call_later(self._latency(), lambda: self._answer(request, on_done, number))
+        if error is not None:
+            on_done(error)
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def _rule_broken(self, request: PublishRequest, name: tuple[str, str]) -> str | None:
+        if not request.messages:
+            return "a request needs at least one message"
+        if any(m.ordering_key != request.ordering_key or m.topic != request.topic for m in request.messages):
+            return f"messages of one request carry different ordering keys or topics (request key {name[1]!r})"
+        if request.ordering_key and name in self._in_flight_keys:
+            return f"a second request for ordering key {name[1]!r} while one is in flight"
+        return None
 
     def _latency(self) -> float:
         low, high = self.faults.latency
@@ -99,47 +100,21 @@ class InMemoryPublisher:
             return self.faults.hang_seconds
         return self._rng.uniform(low, high)
 
-    def _send_next(self, name: tuple[str, str]) -> None:
-        key = self._keys[name]
-        if not key.queue:
-            key.busy = False
-            return
-        key.busy = True
-        message, on_done = key.queue[0]
-        self._clock.call_later(self._latency(), lambda: self._finish_keyed(name, message, on_done))
-
-    def _finish_keyed(self, name: tuple[str, str], message: OutboundMessage, on_done: PublishCallback) -> None:
+    def _answer(self, request: PublishRequest, on_done: RequestDone, number: int) -> None:
         with self._lock:
-            if self._died_in_transit(message):
+            self._in_flight_keys.discard((request.topic, request.ordering_key))
+            self.in_flight -= 1
+            if self.dead:
+                if self._rng.random() < 0.5:
+                    self.delivered.extend(request.messages)
                 return
-            key = self._keys[name]
-            key.queue.popleft()
-            error = self._fate(message)
-            self._complete(message, on_done, error)
-            if error is not None:
-                key.paused = True
-                failed = list(key.queue)
-                key.queue.clear()
-                key.busy = False
-                for _, callback in failed:
-                    self.pending -= 1
-                    callback(PublishError(f"ordering key {name[1]} paused by an earlier failure", retryable=True))
-                return
-            self._send_next(name)
+            error = self._fate(request, number)
+        on_done(error)
 
-    def _died_in_transit(self, message: OutboundMessage) -> bool:
-        if self.dead and self._rng.random() < 0.5:
-            self.delivered.append(message)
-        return self.dead
-
-    def _finish(self, message: OutboundMessage, on_done: PublishCallback, _: object) -> None:
-        with self._lock:
-            if self._died_in_transit(message):
-                return
-            self._complete(message, on_done, self._fate(message))
-
-    def _fate(self, message: OutboundMessage) -> PublishError | None:
-        if self.gate is not None and not self.gate(message):
+    def _fate(self, request: PublishRequest, number: int) -> PublishError | None:
+        if (request.ordering_key, number) in self._fail:
+            return PublishError(f"injected failure of request {number} of {request.ordering_key}", retryable=True)
+        if self.gate is not None and not all(self.gate(m) for m in request.messages):
             return PublishError("deadline exceeded (stalled)", retryable=True)
         if self.fail_next > 0:
             self.fail_next -= 1
@@ -150,12 +125,7 @@ class InMemoryPublisher:
             return PublishError("permission denied", retryable=False, recovery="grant roles/pubsub.publisher")
         if draw < faults.fatal_rate + faults.fail_rate:
             return PublishError("unavailable", retryable=True)
+        self.delivered.extend(request.messages)
         if draw < faults.fatal_rate + faults.fail_rate + faults.lost_ack_rate:
-            self.delivered.append(message)
             return PublishError("ack lost after delivery", retryable=True)
-        self.delivered.append(message)
         return None
-
-    def _complete(self, message: OutboundMessage, on_done: PublishCallback, error: PublishError | None) -> None:
-        self.pending -= 1
-        on_done(error)

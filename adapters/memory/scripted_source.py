@@ -1,11 +1,12 @@
 """A change source that plays a fixed list of events, for tests: resumes like a real stream, can
-fail at chosen points, paces itself on the clock, then idles with heartbeats and ends."""
+fail at chosen points (the batch gathered so far is handed on first, as the MongoDB source does), paces
+itself on the clock, yields batches of up to ``batch_size``, then idles with heartbeats and ends."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-from application.ports import Heartbeat, SourceError, SourceEvent, SourceItem, StartPosition
+from application.ports import Heartbeat, SourceBatch, SourceError, SourceEvent, SourceItem, StartPosition
 from domain.change_event import ChangeEvent
 
 
@@ -20,7 +21,9 @@ class ScriptedSource:
         interval: float = 0.001,
         fail_at: Callable[[int], SourceError | None] | None = None,
         heartbeats: Sequence[Heartbeat] = (),
+        batch_size: int = 8,
     ) -> None:
+        self._batch_size = batch_size
         self._events = list(events)
         self._advance = advance
         self._interval = interval
@@ -30,7 +33,7 @@ class ScriptedSource:
         self.reads: list[StartPosition] = []
         self.delivered = 0
 
-    def read(self, start: StartPosition) -> Iterator[SourceItem]:
+    def read(self, start: StartPosition) -> Iterator[SourceBatch]:
         self.reads.append(start)
         self._closed = False
         index = 0
@@ -40,25 +43,33 @@ class ScriptedSource:
             if after.data not in tokens:
                 raise SourceError(f"resume token {after.data[:24]}… not in the stream", retryable=False)
             index = tokens.index(after.data) + 1
+        batch: list[SourceItem] = []
         for event in self._events[index:]:
             if self._closed:
                 return
+            if len(batch) >= self._batch_size:
+                yield batch
+                batch = []
             if start.at_time is not None and event.cluster_time is not None and event.cluster_time < start.at_time:
                 continue  # startAtOperationTime: the server never sends what came before
             if self._fail_at is not None:
                 error = self._fail_at(self.delivered)
                 if error is not None:
+                    if batch:
+                        yield batch
                     raise error
             if self._advance is not None:
                 self._advance(self._interval)
             self.delivered += 1
-            yield SourceEvent(event)
+            batch.append(SourceEvent(event))
+        if batch and not self._closed:
+            yield batch
         for heartbeat in self._heartbeats:  # an idle stream: post-batch tokens only
             if self._closed:
                 return
             if self._advance is not None:
                 self._advance(self._interval)
-            yield heartbeat
+            yield [heartbeat]
 
     def close(self) -> None:
         self._closed = True

@@ -74,6 +74,7 @@ def backfill_command(collection: str, from_file: str | None, rate: float, config
             database=config.mongodb.database,
             collection=collection,
             max_in_flight_messages=config.pubsub.max_in_flight_messages,
+            batch_max_messages=config.pubsub.batch_max_messages,
             rate=rate,
         ),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ def database() -> Iterator[Any]:
 
 def read(source: MongoChangeSource, start: StartPosition, count: int) -> list[Any]:
     items = []
-    for item in source.read(start):
+    for item in chain.from_iterable(source.read(start)):
         items.append(item)
         if sum(isinstance(i, SourceEvent) for i in items) >= count:
             source.close()
@@ -47,7 +48,7 @@ def test_changes_arrive_and_resume_after_a_token(database: Any) -> None:
         client=database.client, database=database.name, collections=["inventory"], max_await_time_ms=200
     )
     start = StartPosition()
-    iterator = source.read(start)
+    iterator = chain.from_iterable(source.read(start))
     first = next(iterator)  # opens the stream; on an idle stream this is a heartbeat
     assert isinstance(first, Heartbeat)
     database.inventory.insert_one({"_id": 1, "quantity": 5})
@@ -84,7 +85,7 @@ def test_partition_units_split_a_collection_server_side(database: Any) -> None:
             client=database.client, database=database.name, collections=["inventory"], max_await_time_ms=200, unit=unit
         )
         items = []
-        for item in source.read(start):
+        for item in chain.from_iterable(source.read(start)):
             items.append(item)
             if isinstance(item, Heartbeat) and any(isinstance(i, SourceEvent) for i in items):  # caught up
                 source.close()

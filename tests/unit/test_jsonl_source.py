@@ -4,6 +4,7 @@ and follows a growing file."""
 from __future__ import annotations
 
 import threading
+from itertools import chain
 from pathlib import Path
 
 import orjson
@@ -23,7 +24,7 @@ def write(path: Path, count: int = 50) -> list[str]:
 
 
 def tokens(source: JsonlSource, start: StartPosition) -> list[str]:
-    return [item.event.token.data for item in source.read(start) if isinstance(item, SourceEvent)]
+    return [item.event.token.data for item in chain.from_iterable(source.read(start)) if isinstance(item, SourceEvent)]
 
 
 def test_reads_everything_then_ends(tmp_path: Path) -> None:
@@ -51,10 +52,10 @@ def test_a_token_not_in_the_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_start_at_a_cluster_time(tmp_path: Path) -> None:
     write(tmp_path / "e.jsonl", count=200)
     source = JsonlSource(tmp_path / "e.jsonl")
-    events = [i.event for i in source.read(StartPosition()) if isinstance(i, SourceEvent)]
+    events = [i.event for i in chain.from_iterable(source.read(StartPosition())) if isinstance(i, SourceEvent)]
     at = events[120].cluster_time
     assert at is not None
-    later = [i.event for i in source.read(StartPosition(at_time=at)) if isinstance(i, SourceEvent)]
+    later = [i.event for i in chain.from_iterable(source.read(StartPosition(at_time=at))) if isinstance(i, SourceEvent)]
     assert all(e.cluster_time is not None and e.cluster_time >= at for e in later)
     assert later[0].token == next(e.token for e in events if e.cluster_time == at)
     assert ClusterTime(seconds=0, increment=0) < at
@@ -82,7 +83,7 @@ def test_follow_picks_up_appended_lines(tmp_path: Path) -> None:
     clock = SystemClock()
     source = JsonlSource(path, follow=True, poll_interval=0.01, wait=clock.wait_until)
     seen: list[str] = []
-    iterator = source.read(StartPosition())
+    iterator = chain.from_iterable(source.read(StartPosition()))
     for item in iterator:
         assert isinstance(item, SourceEvent)
         seen.append(item.event.token.data)

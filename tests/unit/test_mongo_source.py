@@ -4,6 +4,7 @@ exception classes and codes). See tests/integration/test_mongo_replica_set.py fo
 from __future__ import annotations
 
 import base64
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -34,7 +35,7 @@ def source(client: FakeClient, **kwargs: Any) -> MongoChangeSource:
 
 
 def read_all(src: MongoChangeSource, start: StartPosition | None = None) -> list[Any]:
-    return list(src.read(start or StartPosition()))
+    return list(chain.from_iterable(src.read(start or StartPosition())))
 
 
 def test_watch_arguments_for_each_start_and_server_version() -> None:

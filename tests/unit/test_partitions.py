@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from itertools import chain
 from typing import Any
 
 from adapters.memory.scripted_source import ScriptedSource
@@ -116,7 +117,7 @@ def test_owned_events_source_keeps_one_units_share() -> None:
     events = simulated(500)
     world = World()
     inner = ScriptedSource(events, advance=world.clock.advance, interval=0.001)
-    kept = [item.event for item in OwnedEventsSource(inner, unit=UNITS[2]).read(StartPosition())]
+    kept = [item.event for item in chain.from_iterable(OwnedEventsSource(inner, unit=UNITS[2]).read(StartPosition()))]
     assert kept == [e for e in events if UNITS[2].owns(e)]
     assert 0 < len(kept) < len(events)
 

@@ -82,26 +82,35 @@ def test_backpressure_bounds_in_flight_while_pubsub_stalls() -> None:
     assert first_delivery_order_kept(world.delivered)
 
 
-def test_failed_key_pauses_only_itself_and_resumes_in_order() -> None:
+def test_a_failed_request_is_retried_whole_before_anything_later_of_its_key() -> None:
     world = World()
     publisher = world.publisher()
-    first_key = step().process(event(0, doc=0, seq_no=1)).messages[0].ordering_key  # type: ignore[union-attr]
-    failures = {"left": 3}
-
-    def gate(message):  # type: ignore[no-untyped-def]
-        if message.ordering_key == first_key and failures["left"] > 0:
-            failures["left"] -= 1
-            return False
-        return True
-
-    publisher.gate = gate
-    events = [event(n, doc=n % 8, seq_no=n // 8 + 1) for n in range(80)]
+    events = [event(n, doc=n % 8, seq_no=n // 8 + 1) for n in range(400)]
+    key = step().process(events[0]).messages[0].ordering_key  # type: ignore[union-attr]
+    publisher.fail_request(key, 2)
+    publisher.fail_request(key, 3)  # its first retry fails too
     world.run(events, publisher=publisher)
-    assert ("inventory-changes", first_key) in publisher.resumed
-    assert len({m.event_id for m in world.delivered}) == 80
+    sent = publisher.requests
+    positions = [index for index, request in enumerate(sent) if request.ordering_key == key]
+    assert len(positions) >= 5
+    failed, retry, success, after = (sent[positions[i]] for i in (1, 2, 3, 4))
+    assert failed.messages == retry.messages == success.messages, "nothing later of the key went out before"
+    assert data_of(after.messages[0])["document"]["seq_no"] > data_of(success.messages[-1])["document"]["seq_no"]
+    assert {r.ordering_key for r in sent[positions[1] + 1 : positions[3]]} - {key}, "other keys kept flowing"
+    assert not publisher.refused
+    assert len({m.event_id for m in world.delivered}) == 400
     assert first_delivery_order_kept(world.delivered)
-    other_keys_before_recovery = [m for m in world.delivered[:10] if m.ordering_key != first_key]
-    assert other_keys_before_recovery, "other keys kept flowing while the failed key waited"
+
+
+def test_requests_carry_one_key_and_many_messages_each() -> None:
+    world = World()
+    publisher = world.publisher()
+    events = workload(random.Random(8), count=2000, documents=200)
+    world.run(events, publisher=publisher, interval=0.0001)
+    assert not publisher.refused
+    assert all({m.ordering_key for m in r.messages} == {r.ordering_key} for r in publisher.requests)
+    assert len(publisher.requests) < 2000 / 5  # batched: a key's messages gather while its request is out
+    assert len({m.event_id for m in world.delivered}) == 2000
 
 
 def test_graceful_stop_drains_and_restart_publishes_no_duplicate() -> None:

@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 from collections import Counter
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -97,9 +98,11 @@ def test_rate_limiting_sleeps_instead_of_spinning() -> None:
 def test_simulated_source_resumes_after_a_token() -> None:
     clock = SimulatedClock()
     source = SimulatedSource(WorkloadSpec(count=300), wait=clock.wait_until, monotonic=clock.monotonic)
-    all_events = [item.event for item in source.read(StartPosition()) if isinstance(item, SourceEvent)]
+    all_events = [
+        item.event for item in chain.from_iterable(source.read(StartPosition())) if isinstance(item, SourceEvent)
+    ]
     assert len(all_events) == 300
-    resumed = [i.event for i in source.read(StartPosition(resume_after=all_events[99].token))]  # type: ignore[union-attr]
+    resumed = [i.event for i in chain.from_iterable(source.read(StartPosition(resume_after=all_events[99].token)))]  # type: ignore[union-attr]
     assert [e.token for e in resumed] == [e.token for e in all_events[100:]]
     rogue = ResumeToken(data=all_events[5].token.data[:-2] + "05")
     try:
@@ -113,7 +116,7 @@ def test_simulated_source_resumes_after_a_token() -> None:
 def test_paced_source_waits_on_the_clock() -> None:
     clock = SimulatedClock()
     source = SimulatedSource(WorkloadSpec(count=200), rate=100, wait=clock.wait_until, monotonic=clock.monotonic)
-    assert len(list(source.read(StartPosition()))) == 200
+    assert len(list(chain.from_iterable(source.read(StartPosition())))) == 200
     assert 1.9 <= clock.monotonic() <= 2.1
 
 
