@@ -11,7 +11,6 @@ google.api_core's retry for transient errors within it. What is left after the d
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -20,6 +19,7 @@ from google.api_core.timeout import TimeToDeadlineTimeout
 from google.cloud import pubsub_v1
 from google.pubsub_v1 import types as gapic_types
 
+from adapters.daemon_pool import DaemonPool
 from application.ports import PublishError, PublishRequest, RequestDone
 
 _FATAL: dict[type[Exception], str] = {
@@ -69,7 +69,7 @@ class PubSubPublisher:
             multiplier=2.0,
             timeout=deadline_s,
         )
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pubsub-publish")
+        self._pool = DaemonPool(workers=max_workers, name="pubsub-publish")
         self._paths: dict[str, str] = {}
 
     @property
@@ -103,5 +103,6 @@ class PubSubPublisher:
         on_done(None)
 
     def close(self) -> None:
-        """Requests not started are dropped (their messages stay unsettled and are re-read on restart)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """No waiting: requests still queued or in flight answer later, or die with the process (their
+        messages were never settled, so the checkpoint stays before them)."""
+        self._pool.close()

@@ -2,34 +2,24 @@
 
 Checkpoint saves are Firestore transactions: tens of milliseconds when healthy, up to their deadline
 when not. Run on the clock's scheduler thread they would hold up every publish retry and lease
-renewal queued behind them; here they queue behind each other only.
+renewal queued behind them; here they queue behind each other only (one thread: saves stay in order).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
-import structlog
-
-log = structlog.get_logger("connector.store")
+from adapters.daemon_pool import DaemonPool
 
 
 class StoreThread:
-    """Implements the StoreCalls port with one worker thread (saves stay in order)."""
+    """Implements the StoreCalls port."""
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-store")
+        self._pool = DaemonPool(workers=1, name="token-store")
 
     def submit(self, call: Callable[[], None]) -> None:
-        self._pool.submit(self._guarded, call)
-
-    @staticmethod
-    def _guarded(call: Callable[[], None]) -> None:
-        try:
-            call()
-        except Exception:  # the call reports its own errors; this is an adapter bug, keep the thread
-            log.exception("store_call_failed")
+        self._pool.submit(call)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()

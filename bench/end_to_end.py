@@ -1,11 +1,13 @@
-"""End to end against the Pub/Sub emulator: ``connector run`` beside a raw publisher loop, per ordering mode.
+"""End to end against the Pub/Sub emulator: ``connector run`` beside raw client-library loops, per mode.
 
 For each mode the same events go through (a) ``connector run`` with ``source: jsonl`` and Firestore
-checkpoints, timed from process start to exit, and (b) a raw loop with the same client, batch
-settings, ordering keys and message bytes (``connector replay``'s output, pre-encoded), timed from
-the first publish to the last acknowledgement. The ratio connector / raw is what the connector
-costs. Also reported: checkpoint writes per second, peak RSS, and RSS while the emulator is
-SIGSTOPped. Results go to ``bench/results/end_to_end.json``.
+checkpoints, timed from process start to exit, and (b) raw ``PublisherClient.publish()`` loops over
+the same message bytes and attributes (``connector replay``'s output, pre-encoded), timed from the
+first publish to the last acknowledgement, in the same run: ``no_ordering`` (no ordering at all: what
+``bucketed`` is compared with), ``same_keys`` (ordering on, the connector's keys: ``document``'s
+yardstick) and, for ``none``, the unordered loop. Also: peak RSS per mode, publish latency over time
+at half the maximum rate, and RSS over time while the emulator is SIGSTOPped.
+Results go to ``bench/results/end_to_end.json``.
 """
 
 from __future__ import annotations
@@ -112,8 +114,9 @@ def run_connector(config: Path, env: dict[str, str]) -> dict[str, Any]:
     return {"seconds": seconds, "peak_rss_mb": max(samples, default=0.0), "stopped": stopped[-1] if stopped else None}
 
 
-def raw_loop(messages: list[dict[str, Any]], *, latency_ms: int, env: dict[str, str]) -> float:
-    """The same client and settings, publishing pre-encoded messages as fast as it accepts them."""
+def raw_loop(messages: list[dict[str, Any]], *, ordered: bool, latency_ms: int, env: dict[str, str]) -> float:
+    """The client library publishing pre-encoded messages as fast as it accepts them; seconds taken.
+    ``ordered``: message ordering on, with the connector's keys; else no ordering keys at all."""
     os.environ.update(env)
     from concurrent.futures import wait
 
@@ -122,14 +125,15 @@ def raw_loop(messages: list[dict[str, Any]], *, latency_ms: int, env: dict[str, 
 
     client = pubsub_v1.PublisherClient(
         batch_settings=BatchSettings(max_bytes=9_500_000, max_latency=latency_ms / 1000, max_messages=1000),
-        publisher_options=PublisherOptions(enable_message_ordering=True),
+        publisher_options=PublisherOptions(enable_message_ordering=ordered),
     )
     paths: dict[str, str] = {}
     prepared = []
     for message in messages:
         topic = message["topic"]
         path = paths.setdefault(topic, client.topic_path(PROJECT, topic))
-        prepared.append((path, orjson.dumps(message["data"]), message["ordering_key"], message["attributes"]))
+        key = message["ordering_key"] if ordered else ""
+        prepared.append((path, orjson.dumps(message["data"]), key, message["attributes"]))
     started = time.monotonic()
     futures = [client.publish(path, data, ordering_key=key, **attributes) for path, data, key, attributes in prepared]
     wait(futures)
@@ -151,7 +155,7 @@ def checkpoint_writes(stopped: dict[str, Any] | None, seconds: float, interval_m
     return {"interval_ms": interval_ms, "max_allowed_per_s": 1000 / interval_ms, "seconds": seconds}
 
 
-def stall_test(directory: Path, pubsub: gcp_emulators.Emulator, env: dict[str, str], *, seconds: int) -> dict[str, Any]:
+def stall_test(directory: Path, pubsub: gcp_emulators.Emulator, env: dict[str, str], *, seconds: int) -> list[dict]:
     """The simulated source keeps producing while the emulator is SIGSTOPped: RSS must plateau."""
     config = directory / "config-stall.yaml"
     config.write_text(
@@ -169,17 +173,29 @@ logging: {{level: ERROR}}
     ensure_topics(PROJECT, ["inventory-stall", "transactions-stall"])
     process = subprocess.Popen([*CONNECTOR, "run", "--config", str(config)], env={**env, "PORT": "0"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    samples: list[float] = []
+    series: list[dict] = []
+    stalled = threading.Event()
     stop = threading.Event()
-    threading.Thread(target=rss_sampler, args=(process.pid, samples, stop), daemon=True).start()
+    started = time.monotonic()
+
+    def sample() -> None:
+        values: list[float] = []
+        while not stop.is_set():
+            values.clear()
+            rss_sampler_once(process.pid, values)
+            if values:
+                series.append({"t_s": round(time.monotonic() - started, 1), "rss_mb": round(values[0], 1),
+                               "stalled": stalled.is_set()})  # fmt: skip
+            stop.wait(0.5)
+
+    threading.Thread(target=sample, daemon=True).start()
     try:
         time.sleep(10)  # full rate first
-        before = max(samples, default=0.0)
         pubsub.pause()
-        paused_at = len(samples)
+        stalled.set()
         time.sleep(seconds)
-        during = samples[paused_at:]
         pubsub.resume()
+        stalled.clear()
         time.sleep(5)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -188,16 +204,20 @@ logging: {{level: ERROR}}
         except subprocess.TimeoutExpired:
             process.kill()
         stop.set()
-    half = len(during) // 2
-    return {
-        "peak_rss_full_rate_mb": round(before, 1),
-        "rss_first_half_of_stall_mb": round(max(during[:half], default=0.0), 1),
-        "rss_second_half_of_stall_mb": round(max(during[half:], default=0.0), 1),
-        "stall_seconds": seconds,
-    }
+    return series
 
 
-def latency_test(rate: float, seconds: float) -> dict[str, Any]:
+def rss_sampler_once(pid: int, samples: list[float]) -> None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    samples.append(int(line.split()[1]) / 1024)
+    except OSError:
+        return
+
+
+def latency_test(rate: float, seconds: float) -> list[dict[str, float]]:
     """In-process, ``source: simulated`` paced at ``rate``: read-to-acknowledgement latency per event.
 
     The simulator emits each event when the pipeline reads it (its cluster time is that second), so
@@ -223,10 +243,17 @@ def latency_test(rate: float, seconds: float) -> dict[str, Any]:
         "transactions": StreamRoute("transactions", "transactions-latency", "transaction"),
     }
     clock = SystemClock()
-    metrics = RecordingMetrics()
+    started = time.monotonic()
+    timed: list[tuple[float, float]] = []
+
+    class TimedMetrics(RecordingMetrics):  # type: ignore[misc]
+        def events_published(self, *, collection: str, operation: str, count: int, latency_seconds: float) -> None:
+            timed.extend([(time.monotonic() - started, latency_seconds)] * count)
+
+    metrics = TimedMetrics()
     source = SimulatedSource(WorkloadSpec(start_seconds=int(time.time()), events_per_second=max(1, int(rate))),
                              rate=rate, wait=clock.wait_until, monotonic=clock.monotonic)  # fmt: skip
-    publisher = PubSubPublisher(project_id=PROJECT, batch_max_latency_s=0.05)
+    publisher = PubSubPublisher(project_id=PROJECT)
     pipeline = Pipeline(
         source=source,
         step=ProcessingStep(
@@ -239,17 +266,16 @@ def latency_test(rate: float, seconds: float) -> dict[str, Any]:
         settings=PipelineSettings(stream_id="latency"),
     )
     clock.call_later(seconds, pipeline.request_stop)
-    result = pipeline.run(StartPosition())
+    pipeline.run(StartPosition())
     publisher.close()
-    latencies = sorted(metrics.latencies)
-    if not latencies:
-        return {"rate": rate, "events": result.events}
-
-    def quantile(q: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 1)
-
-    return {"rate": rate, "events": result.events, "p50_ms": quantile(0.5), "p99_ms": quantile(0.99),
-            "max_ms": round(latencies[-1] * 1000, 1)}  # fmt: skip
+    series = []
+    for second in range(int(seconds) + 1):
+        window = sorted(latency for at, latency in timed if second <= at < second + 1)
+        if window:
+            p99 = window[min(len(window) - 1, int(0.99 * len(window)))]
+            series.append({"t_s": float(second), "p50_ms": round(window[len(window) // 2] * 1000, 1),
+                           "p99_ms": round(p99 * 1000, 1)})  # fmt: skip
+    return series
 
 
 def main() -> None:
@@ -258,17 +284,17 @@ def main() -> None:
     parser.add_argument("--modes", default="bucketed,document,none,bucketed-novalidation")
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--buckets", type=int, default=16)
-    parser.add_argument("--stall-seconds", type=int, default=20)
+    parser.add_argument("--stall-seconds", type=int, default=30)
     parser.add_argument("--latency-seconds", type=int, default=20)
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
-    rows: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
     with workspace(args.events) as (directory, env, events, pubsub):
         # Warm the emulator's JVM first, or whichever mode runs first pays for it.
         warm = write_config(directory, mode="bucketed", events=events, tag="warm", validate=True,
                             latency_ms=args.latency_ms, buckets=args.buckets)  # fmt: skip
         ensure_topics(PROJECT, ["inventory-warm", "transactions-warm", "inventory-rawwarm", "transactions-rawwarm"])
-        raw_loop(replay_messages(warm, events, env, "warm")[:30_000], latency_ms=args.latency_ms, env=env)
+        raw_loop(replay_messages(warm, events, env, "warm")[:30_000], ordered=True, latency_ms=args.latency_ms, env=env)
         for index, name in enumerate(args.modes.split(",")):
             mode, _, variant = name.partition("-")
             tag = f"m{index}"
@@ -277,34 +303,36 @@ def main() -> None:
             topics = [f"inventory-{tag}", f"transactions-{tag}", f"inventory-raw{tag}", f"transactions-raw{tag}"]
             ensure_topics(PROJECT, topics)
             messages = replay_messages(config, events, env, tag)
-            raw_seconds = raw_loop(messages, latency_ms=args.latency_ms, env=env)
+            raw_seconds = {"no_ordering": raw_loop(messages, ordered=False, latency_ms=args.latency_ms, env=env)}
+            if mode != "none":
+                raw_seconds["same_keys"] = raw_loop(messages, ordered=True, latency_ms=args.latency_ms, env=env)
+            against = {"bucketed": "no_ordering", "document": "same_keys", "none": "no_ordering"}[mode]
             connector = run_connector(config, env)
             stopped = connector["stopped"] or {}
-            rows[name] = {
-                "checkpoints": stopped.get("checkpoints"),
-                "checkpoints_per_s": round((stopped.get("checkpoints") or 0) / connector["seconds"], 2),
+            rows.append({
+                "mode": name,
+                "connector_events_per_s": round(args.events / connector["seconds"], 1),
+                "raw_loops": {loop: round(len(messages) / sec, 1) for loop, sec in raw_seconds.items()},
+                "ratio": round(raw_seconds[against] / connector["seconds"], 3),
+                "ratio_against": against,
+                "peak_rss_mb": round(connector["peak_rss_mb"], 1),
                 "events": args.events,
                 "messages": len(messages),
-                "connector_seconds": round(connector["seconds"], 2),
-                "connector_events_per_s": round(args.events / connector["seconds"]),
-                "raw_seconds": round(raw_seconds, 2),
-                "raw_messages_per_s": round(len(messages) / raw_seconds),
-                "ratio": round(raw_seconds / connector["seconds"], 3),
-                "peak_rss_mb": round(connector["peak_rss_mb"], 1),
-            }
-            print(name, rows[name], flush=True)
-        stall = stall_test(directory, pubsub, env, seconds=args.stall_seconds) if args.stall_seconds else None
-        if stall:
-            print("stall", stall, flush=True)
-        latency = None
+                "checkpoints": stopped.get("checkpoints"),
+            })  # fmt: skip
+            print(rows[-1], flush=True)
+        stall = stall_test(directory, pubsub, env, seconds=args.stall_seconds) if args.stall_seconds else []
+        print("stall", max((p["rss_mb"] for p in stall if p["stalled"]), default=None), flush=True)
+        latency: list[dict[str, float]] = []
         if args.latency_seconds and rows:
-            half = next(iter(rows.values()))["connector_events_per_s"] / 2
+            half = max(rows, key=lambda row: row["connector_events_per_s"])["connector_events_per_s"] / 2
             latency = latency_test(half, args.latency_seconds)
-            print("latency", latency, flush=True)
+            print("latency p99 max", max((p["p99_ms"] for p in latency), default=None), flush=True)
     out = RESULTS / "end_to_end.json"
     out.write_text(json.dumps({"python": platform.python_version(), "measured_at": datetime.now(UTC).isoformat(
-        timespec="seconds"), "batch_max_latency_ms": args.latency_ms, "ordering_buckets": args.buckets,
-        "modes": rows, "stall": stall, "latency_at_half_rate": latency}, indent=2))  # fmt: skip
+        timespec="seconds"), "events": args.events, "batch_max_latency_ms": args.latency_ms,
+        "ordering_buckets": args.buckets, "modes": rows, "latency_series": latency, "stall_rss_series": stall},
+        indent=2))  # fmt: skip
     print(f"written to {out}")
 
 
