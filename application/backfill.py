@@ -20,6 +20,7 @@ the scan can appear twice (snapshot and change event): consumers keep the newer 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from itertools import islice
@@ -31,7 +32,17 @@ from attrs import define, field, frozen
 from application.backoff import RetryPolicy
 from application.dispatcher import BatchLimits, Dispatcher, Parcel
 from application.outcomes import Publish, Reject
-from application.ports import Checkpoint, Clock, Lease, Metrics, Publisher, PublishError, StaleCheckpoint, TokenStore
+from application.ports import (
+    Checkpoint,
+    Clock,
+    Lease,
+    Metrics,
+    Publisher,
+    PublishError,
+    StaleCheckpoint,
+    TokenStore,
+    TokenStoreError,
+)
 from application.processing import ProcessingStep
 from application.watermark import Entry, WatermarkTracker
 from domain.change_event import ABSENT, ChangeEvent, ClusterTime, OperationKind, ResumeToken
@@ -137,6 +148,7 @@ class Backfill:
             on_fatal=self._fatal, limits=BatchLimits(max_messages=settings.batch_max_messages),
         )  # fmt: skip
         self._report = BackfillReport()
+        self._lock = threading.Lock()  # publish completions of different keys count concurrently
         self._saved: str | None = None
         self._saved_at = clock.monotonic()
 
@@ -185,7 +197,7 @@ class Backfill:
                 count = self._hand_over(batch, count)
                 report.read += len(batch)
                 if self._clock.monotonic() - self._saved_at >= settings.checkpoint_interval_s:
-                    self._save(lease)
+                    self._save(lease, final=False)
                     progress(report)
                 if settings.rate > 0:
                     ahead = report.read / settings.rate - (self._clock.monotonic() - started)
@@ -194,7 +206,7 @@ class Backfill:
             while not self._clock.wait_until(lambda: self._dispatcher.in_flight == 0 or self._error is not None, 1.0):
                 progress(report)
             self._check()
-            self._save(lease)
+            self._save(lease, final=True)
         finally:
             self._dispatcher.close()
             self._release(lease)
@@ -239,7 +251,8 @@ class Backfill:
             if parcel.dead_letter:
                 reason = parcel.message.attributes.get("reason", "")
                 self._metrics.dead_lettered(collection=self._settings.collection, reason=reason)
-        self._report.published += published  # only the dispatcher's completions write it, one at a time per key
+        with self._lock:
+            self._report.published += published
         if published:
             self._metrics.events_published(collection=self._settings.collection, operation=SNAPSHOT, count=published,
                                            latency_seconds=now - parcels[0].handed_at)  # fmt: skip
@@ -248,7 +261,7 @@ class Backfill:
         while self._room() <= 0 and self._error is None:
             self._clock.wait_until(lambda: self._room() > 0 or self._error is not None, 1.0)
 
-    def _save(self, lease: Lease) -> None:
+    def _save(self, lease: Lease, *, final: bool) -> None:
         self._saved_at = self._clock.monotonic()
         mark = self._tracker.watermark
         if mark is None or mark[0].data == self._saved:
@@ -258,6 +271,11 @@ class Backfill:
             self._store.save(self.stream_id, checkpoint, generation=lease.generation)
         except StaleCheckpoint as error:
             raise BackfillFailed(f"{error}: another backfill of this collection started; this one stops") from None
+        except TokenStoreError as error:
+            if final:
+                raise BackfillFailed(f"could not save the position: {error}; rerun to resume") from None
+            log.warning("backfill_checkpoint_retry", error=str(error))  # the next interval tries again
+            return
         self._saved = mark[0].data
         self._report.last_key = _parse(self._saved)[1]
 

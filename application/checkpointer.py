@@ -196,16 +196,20 @@ class Checkpointer:
     def final(self, deadline: float) -> None:
         """At shutdown: wait for a running save, then store the watermark, retrying until ``deadline``."""
         control, clock = self._control, self._clock
+        tries = 0
         while not control.hard_stop.is_set() and not control.drain_pointless:
             clock.wait_until(lambda: self.idle or control.hard_stop.is_set(), max(0.0, deadline - clock.monotonic()))
             if self.up_to_date:
                 return
-            if clock.monotonic() >= deadline or not self.idle:
+            if not self.idle:
                 break
+            if tries:  # the last try failed: a short pause before the next
+                clock.wait_until(control.hard_stop.is_set, min(0.5, max(0.0, deadline - clock.monotonic())))
+            if clock.monotonic() >= deadline:
+                break
+            tries += 1
             with self._lock:
                 self._next_at = 0.0  # no backoff at the end: the deadline is the limit
             self.save_if_moved(clock.monotonic())
-            if not self.up_to_date and self.idle:  # failed: a short pause before the next try
-                clock.wait_until(control.hard_stop.is_set, min(0.5, max(0.0, deadline - clock.monotonic())))
         if not self.up_to_date and not control.drain_pointless:
             log.error("final_checkpoint_failed", recovery="the next start resumes from the last saved one")

@@ -55,7 +55,12 @@ def test_documents_arrive_as_snapshots_with_change_event_ordering_keys() -> None
     key = orjson.loads(first.data)["document_key"]
     assert first.ordering_key == ordering_key(strategy=OrderingStrategy.BUCKETED, collection="inventory",
                                               document_key=key, buckets=16)  # fmt: skip
-    assert store.checkpoints[backfill_stream_id("warehouse", "inventory")].token is not None
+    stream = backfill_stream_id("warehouse", "inventory")
+    assert store.checkpoints[stream].token is not None
+    saved = [checkpoint.token.data for name, checkpoint, _ in store.saves if name == stream]  # type: ignore[union-attr]
+    assert len(saved) > 1 and saved == sorted(saved), "saved like checkpoints, in order"
+    assert store.generations[stream] == 1, "one lease per run, not a generation bump per save"
+    assert stream not in store.leases, "released at the end"
 
 
 def test_resume_after_a_crash_publishes_every_document_with_stable_ids() -> None:

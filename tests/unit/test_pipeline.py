@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable
 
 from adapters.memory.publisher import Faults
 from adapters.memory.scripted_source import ScriptedSource
 from application.backoff import RetryPolicy
-from application.pipeline import PipelineSettings, StopReason
+from application.health import HealthState
+from application.pipeline import Pipeline, PipelineSettings, StopReason
 from application.ports import Heartbeat, SourceError, StartPosition
 from domain.change_event import ClusterTime, ResumeToken
 from tests.pipeline_support import (
@@ -261,3 +263,32 @@ def test_an_unexpected_token_store_error_does_not_end_checkpointing() -> None:
     result = world.run(events, interval=0.01)
     assert result.reason is StopReason.END_OF_SOURCE
     assert calls["n"] > 2 and world.store.checkpoints[STREAM].token == events[-1].token
+
+
+class HeldStoreCalls:
+    """A store whose calls hang until released: what a frozen Firestore looks like to the pipeline."""
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[[], None]] = []
+
+    def submit(self, call: Callable[[], None]) -> None:
+        self.calls.append(call)
+
+
+def test_a_hung_checkpoint_save_holds_up_no_publish_and_turns_readiness_red() -> None:
+    world = World()
+    publisher = world.publisher()
+    publisher.fail_next = 5  # publish retries fall due while the save hangs
+    events = workload(random.Random(13), count=300, documents=20)
+    held, health = HeldStoreCalls(), HealthState()
+    settings = PipelineSettings(stream_id=STREAM, checkpoint_deadline_s=2.0, stop_deadline_s=5.0)
+    pipeline = Pipeline(source=ScriptedSource(events, advance=world.clock.advance, interval=0.02), step=step(),
+                        publisher=publisher, token_store=world.store, clock=world.clock, metrics=world.metrics,
+                        settings=settings, health=health, store_calls=held)  # fmt: skip
+    result = pipeline.run(StartPosition())
+    assert len({m.event_id for m in world.delivered}) == 300 and world.metrics.retries["publish"] == 5
+    assert len(held.calls) == 1 and not world.store.saves, "one save at a time, and it never returned"
+    assert result.checkpoint is None
+    assert "checkpoint" in health.readiness()[1]
+    held.calls[0]()  # the store answers at last
+    assert world.store.saves and "checkpoint" not in health.readiness()[1]
