@@ -68,10 +68,15 @@ class _Key:
 
 def message_size(message: OutboundMessage) -> int:
     """Bytes the message adds to a request (data, key, attributes, a little framing)."""
-    size = len(message.data) + len(message.ordering_key) + 16
-    for name, value in message.attributes.items():
-        size += len(name) + len(value) + 4
-    return size
+    attributes = message.attributes
+    return (
+        len(message.data)
+        + len(message.ordering_key)
+        + sum(map(len, attributes))
+        + sum(map(len, attributes.values()))
+        + 4 * len(attributes)
+        + 16
+    )
 
 
 class Dispatcher:
