@@ -33,8 +33,8 @@ _FATAL: dict[type[Exception], str] = {
 _TRANSIENT = (gexc.Aborted, gexc.Cancelled, gexc.DeadlineExceeded, gexc.InternalServerError,
               gexc.ResourceExhausted, gexc.ServiceUnavailable, gexc.Unknown)  # fmt: skip
 
-_raw_message = gapic_types.PubsubMessage.pb()
-_wrap = gapic_types.PubsubMessage.wrap
+_raw_request = gapic_types.PublishRequest.pb()
+_wrap_request = gapic_types.PublishRequest.wrap
 
 
 def classify(error: BaseException) -> PublishError:
@@ -87,15 +87,14 @@ class PubSubPublisher:
 
     def _call(self, request: PublishRequest, on_done: RequestDone) -> None:
         try:
-            key = request.ordering_key
-            messages = [
-                _wrap(_raw_message(data=m.data, ordering_key=key, attributes=m.attributes)) for m in request.messages
-            ]
+            # Messages built in place in the raw request (~2 us each), which is wrapped without a copy:
+            # proto-plus messages per item, then marshalled into the request, cost ~20 us each.
+            raw = _raw_request(topic=self.topic_path(request.topic))
+            add, key = raw.messages.add, request.ordering_key
+            for message in request.messages:
+                add(data=message.data, ordering_key=key, attributes=message.attributes)
             self._api.publish(
-                topic=self.topic_path(request.topic),
-                messages=messages,
-                retry=self._retry,
-                timeout=TimeToDeadlineTimeout(timeout=self._deadline_s),
+                request=_wrap_request(raw), retry=self._retry, timeout=TimeToDeadlineTimeout(timeout=self._deadline_s)
             )
         except Exception as error:  # every failure is answered: retryable or fatal, never lost
             on_done(classify(error))
