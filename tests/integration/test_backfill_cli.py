@@ -7,11 +7,15 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
 
+from adapters.firestore_token_store import FirestoreTokenStore
+from adapters.gcp_emulators import Emulator
 from adapters.simulator import WorkloadSpec, generate_events
+from application.backfill import backfill_stream_id
 from domain.envelope import event_id
 from domain.extended_json import extended_json_to_json
 from entrypoints.library import InvalidDocument, Toolkit
@@ -45,7 +49,16 @@ def snapshot_ids(deployment: Deployment, documents: list[dict]) -> set[str]:
     return ids
 
 
-def test_backfill_from_file_then_resume_after_sigkill(deployment: Deployment) -> None:
+def wait_for_checkpoint(store: FirestoreTokenStore, stream_id: str, process: subprocess.Popen[bytes]) -> None:
+    """Until the running backfill has stored a position (or ended): the kill must land mid-way."""
+    deadline = time.monotonic() + 120  # start-up on a loaded machine
+    while process.poll() is None and time.monotonic() < deadline:
+        if store.load(stream_id) is not None:
+            return
+        time.sleep(0.2)  # polling Firestore: there is no change feed to await
+
+
+def test_backfill_from_file_then_resume_after_sigkill(deployment: Deployment, firestore_emulator: Emulator) -> None:
     documents = export(deployment.events, 1500)
     assert len(documents) > 1000
     args = (
@@ -57,13 +70,12 @@ def test_backfill_from_file_then_resume_after_sigkill(deployment: Deployment) ->
         "--config",
         str(deployment.config),
     )
-    process = subprocess.Popen([*CONNECTOR, *args, "--rate", "400"], env=deployment.env,
+    process = subprocess.Popen([*CONNECTOR, *args, "--rate", "200"], env=deployment.env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        process.wait(timeout=4.0)  # start-up, then a few checkpointed seconds at 400 documents/s
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    wait_for_checkpoint(deployment.store(firestore_emulator), backfill_stream_id("warehouse", "inventory"), process)
+    assert process.poll() is None, "the backfill ended before its first checkpoint: nothing to resume from"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
     rerun = connector(*args, env=deployment.env)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert b"resuming after _id" in rerun.stderr
