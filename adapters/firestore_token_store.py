@@ -5,15 +5,21 @@ resume with the exact ``_id``), ``cluster_time`` ``{t, i}``, ``updated_at``, ``o
 ``lease_expires_at`` and ``generation``. A save reads the document in the same transaction and
 refuses a generation older than the lease's (a fenced-out instance) or a token older than the
 stored one, so two instances can never move a checkpoint backwards, even racing.
+
+Every RPC has a deadline (``timeout_s``, config ``token_store.timeout_s``): the client's own defaults
+retry an unreachable server for 60 s (300 s for reads and queries), which hung ``admin tokens list``
+and a stopping worker. A failure names the server and the fix.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core import gapic_v1
 from google.cloud import firestore
 
 from application.ports import Checkpoint, Lease, LeaseLost, StaleCheckpoint, TokenStoreError
@@ -61,12 +67,69 @@ def _position_fields(checkpoint: Checkpoint) -> dict[str, Any]:
     }
 
 
+def _bound_every_call(client: Any, seconds: float) -> None:
+    """Give every RPC of ``client`` a deadline of ``seconds``, retries included.
+
+    Reads and queries take ``retry``/``timeout`` arguments, but the transaction's own begin, commit and
+    rollback do not (``firestore.transactional`` calls them with the defaults). The defaults live in the
+    GAPIC transport's table of wrapped methods, so the deadline is set there, once, for all of them;
+    each method keeps its own retry predicate. ``test_firestore_deadlines`` holds this to a frozen
+    emulator, so a client release that moves the table fails a test instead of hanging again.
+    """
+    transport = client._firestore_api._transport
+    for method, wrapped in list(transport._wrapped_methods.items()):
+        transport._wrapped_methods[method] = _with_deadline(wrapped, seconds)
+
+
+def _with_deadline(wrapped: Any, seconds: float) -> Any:
+    default_retry = getattr(wrapped, "_retry", None)
+    retry = default_retry.with_timeout(seconds) if default_retry is not None else None
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("retry", gapic_v1.method.DEFAULT) is gapic_v1.method.DEFAULT:
+            kwargs["retry"] = retry
+        if kwargs.get("timeout", gapic_v1.method.DEFAULT) in (gapic_v1.method.DEFAULT, None):
+            kwargs["timeout"] = seconds
+        return wrapped(*args, **kwargs)
+
+    return call
+
+
 class FirestoreTokenStore:
     """Implements the TokenStore port. The client finds the emulator through FIRESTORE_EMULATOR_HOST."""
 
-    def __init__(self, *, project_id: str, collection: str = "connector_resume_tokens", client: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        project_id: str,
+        collection: str = "connector_resume_tokens",
+        client: Any = None,
+        timeout_s: float = 10.0,
+    ) -> None:
         self._client = client or firestore.Client(project=project_id)
+        _bound_every_call(self._client, timeout_s)
         self._collection = self._client.collection(collection)
+        self._timeout_s = timeout_s
+        emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        if emulator:
+            self._where = f"the Firestore emulator at {emulator} (FIRESTORE_EMULATOR_HOST)"
+            self._fix = "start the emulator there, or unset FIRESTORE_EMULATOR_HOST to use Firestore"
+        else:
+            self._where = f"Firestore (firestore.googleapis.com, project {self._client.project})"
+            self._fix = (
+                "check network access, that the database exists (gcloud firestore databases create) and that "
+                "the credentials have roles/datastore.user"
+            )
+
+    def _unavailable(self, error: BaseException) -> TokenStoreError:
+        """One line: which server, what happened, what to do."""
+        cause = getattr(error, "cause", None) or error  # a RetryError wraps the last attempt's error
+        detail = " ".join(str(cause).split())[:200]
+        if isinstance(error, _TRANSIENT):
+            what = f"did not answer within {self._timeout_s:g} s (token_store.timeout_s)"
+        else:
+            what = "failed"
+        return TokenStoreError(f"{self._where} {what}: {type(cause).__name__}: {detail}; {self._fix}")
 
     def _ref(self, stream_id: str) -> Any:
         return self._collection.document(stream_id)
@@ -76,20 +139,17 @@ class FirestoreTokenStore:
             return firestore.transactional(fn)(self._client.transaction(), *args)
         except (StaleCheckpoint, LeaseLost):
             raise
-        except _TRANSIENT as error:
-            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
-        except gexc.GoogleAPICallError as error:
-            raise TokenStoreError(f"Firestore error: {type(error).__name__}: {error}") from error
         except (ValueError, gexc.GoogleAPIError, OSError) as error:
             # A hung server surfaces as a deadline inside the transaction, and the client then fails to
             # roll back with a ValueError ("no transaction ID"): still an outage, so still retryable.
-            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+            cause = error.__context__ if isinstance(error, ValueError) and error.__context__ else error
+            raise self._unavailable(cause) from error
 
     def load(self, stream_id: str) -> Checkpoint | None:
         try:
             snapshot = self._ref(stream_id).get()
         except (gexc.GoogleAPIError, ValueError, OSError) as error:
-            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+            raise self._unavailable(error) from error
         return _checkpoint_of(snapshot.to_dict() or {}) if snapshot.exists else None
 
     def save(self, stream_id: str, checkpoint: Checkpoint, *, generation: int) -> None:
@@ -186,7 +246,7 @@ class FirestoreTokenStore:
     def list(self) -> list[tuple[str, Checkpoint]]:
         try:
             snapshots = list(self._collection.stream())
-        except gexc.GoogleAPICallError as error:
-            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+        except (gexc.GoogleAPIError, ValueError, OSError) as error:
+            raise self._unavailable(error) from error
         found = [(s.id, _checkpoint_of(s.to_dict() or {})) for s in snapshots]
         return sorted(((stream, cp) for stream, cp in found if cp is not None), key=lambda pair: pair[0])

@@ -10,12 +10,13 @@ import functools
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from domain.redaction import redact
-from entrypoints.config import ConfigError, ConnectorConfig, load_config
+from entrypoints.config import ConnectorConfig, load_config
+from entrypoints.errors import describe, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,25 +26,26 @@ class WorkFailed(Exception):
 
 
 def _fail(code: int, message: str) -> None:
-    click.echo(f"error: {redact(message)}", err=True)
-    if click.get_current_context().find_root().params.get("verbose"):
+    click.echo(f"error: {one_line(message)}", err=True)
+    context = click.get_current_context(silent=True)
+    if context is not None and context.find_root().params.get("verbose"):
         traceback.print_exc(file=sys.stderr)
     sys.exit(code)
 
 
 def handle_errors(command: F) -> F:
-    """Turn known failures into one clear line and the contract's exit code."""
+    """Turn every failure into one clear line and the contract's exit code (see ``entrypoints.errors``).
+
+    Click's own exceptions pass through: ``main`` prints them in the same ``error:`` form."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except ConfigError as error:
-            _fail(2, str(error))
-        except WorkFailed as error:
-            _fail(1, str(error))
-        except (OSError, ValueError) as error:
-            _fail(1, f"{error}")
+        except click.ClickException:
+            raise
+        except (Exception, KeyboardInterrupt) as error:
+            _fail(*describe(error))
         return None
 
     return wrapper  # type: ignore[return-value]
@@ -65,7 +67,33 @@ def cli(verbose: bool) -> None:
     """
 
 
+def load_env_file(directory: Path | None = None) -> None:
+    """``.env`` in the working directory, as ``cp .env.example .env`` promises; real variables win."""
+    path = (directory or Path.cwd()) / ".env"
+    if path.is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(path, override=False)
+
+
 def main() -> None:
     from entrypoints import commands  # noqa: F401  (registers the sub-commands)
 
-    cli(prog_name="connector")
+    try:
+        load_env_file()
+        outcome = cli.main(prog_name="connector", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:
+        error.show()  # a bare `connector`: the help text, as click prints it
+        sys.exit(error.exit_code)
+    except click.ClickException as error:  # usage errors: one line in the same form as every other error
+        where = f" (see `{error.ctx.command_path} --help`)" if isinstance(error, click.UsageError) and error.ctx else ""
+        click.echo(f"error: {one_line(error.format_message())}{where}", err=True)
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+    except (Exception, KeyboardInterrupt) as error:  # outside any command: reading .env, parsing arguments
+        code, message = describe(error)
+        click.echo(f"error: {message}", err=True)
+        sys.exit(code)
+    sys.exit(outcome if isinstance(outcome, int) else 0)

@@ -103,6 +103,7 @@ class PubsubConfig:
     batch_max_latency_ms: int = field(default=50, validator=_positive)
     batch_max_messages: int = field(default=1000, validator=[_positive, validators.le(1000)])  # not in CONTRACT §4
     max_in_flight_messages: int = field(default=10000, validator=_positive)
+    admin_timeout_s: float = field(default=10.0, validator=validators.gt(0))  # topic look-ups and creation
 
 
 @frozen
@@ -112,6 +113,7 @@ class TokenStoreConfig:
     collection: str = "connector_resume_tokens"
     checkpoint_interval_ms: int = field(default=1000, validator=_positive)
     lease_seconds: float = field(default=30.0, validator=validators.ge(3))  # not in CONTRACT §4
+    timeout_s: float = field(default=10.0, validator=validators.gt(0))  # every Firestore call, retries included
 
 
 @frozen

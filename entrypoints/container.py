@@ -161,10 +161,10 @@ def _pubsub_publisher(pubsub: dict[str, Any]) -> Publisher:
     return PubSubPublisher(project_id=pubsub["project_id"])
 
 
-def _firestore_store(project_id: str, collection: str) -> TokenStore:
+def _firestore_store(project_id: str, collection: str, timeout_s: float) -> TokenStore:
     from adapters.firestore_token_store import FirestoreTokenStore
 
-    return FirestoreTokenStore(project_id=project_id, collection=collection)
+    return FirestoreTokenStore(project_id=project_id, collection=collection, timeout_s=timeout_s)
 
 
 def _start_time(start_at: str) -> ClusterTime | None:
@@ -281,7 +281,12 @@ class Container(containers.DeclarativeContainer):
     )
     token_store = providers.Selector(
         config.token_store.backend,
-        firestore=providers.Singleton(_firestore_store, config.token_store.project_id, config.token_store.collection),
+        firestore=providers.Singleton(
+            _firestore_store,
+            config.token_store.project_id,
+            config.token_store.collection,
+            config.token_store.timeout_s,
+        ),
         memory=providers.Singleton(InMemoryTokenStore, clock=clock),
     )
 
