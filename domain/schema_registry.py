@@ -221,7 +221,8 @@ class SchemaRegistry:
         except KeyError:
             known = ", ".join(self.types()) or "none"
             raise UnknownSchemaError(
-                f"no schemas for document type {document_type!r} (known: {known}); add <type>/<version>.json"
+                f"unknown type: no schemas for document type {document_type!r} (known: {known}); "
+                "add <type>/<version>.json"
             ) from None
 
     def _get(self, document_type: str, version: str) -> _CompiledSchema:
@@ -230,4 +231,6 @@ class SchemaRegistry:
             return versions[version]
         except KeyError:
             known = ", ".join(self._versions[document_type])
-            raise UnknownSchemaError(f"{document_type} has no version {version!r} (known: {known})") from None
+            raise UnknownSchemaError(
+                f"unknown version: {document_type} has no version {version!r} (known: {known})"
+            ) from None

@@ -39,6 +39,7 @@ from domain.change_event import ClusterTime
 from domain.envelope import OrderingStrategy
 from domain.migration import SchemaMigrator
 from domain.partitions import StreamUnit, plan_units
+from domain.redaction import redact
 from domain.schema_registry import SchemaRegistry
 from entrypoints.config import ConfigError, ConnectorConfig
 
@@ -100,13 +101,29 @@ def _units(database: str, streams: list[dict[str, Any]]) -> tuple[StreamUnit, ..
     return plan_units(database=database, partitions=[(s["collection"], s.get("partitions", 1)) for s in streams])
 
 
+def mongo_client(uri: str, *, server_selection_ms: int | None = None, **options: Any) -> Any:
+    """A MongoClient; a URI that pymongo cannot parse is a configuration error (exit 2) naming the key.
+
+    ``server_selection_ms`` is the deadline unless the URI sets its own (a keyword would override it)."""
+    from pymongo import MongoClient
+    from pymongo.errors import ConfigurationError as MongoConfigurationError
+
+    if server_selection_ms is not None and "serverselectiontimeoutms=" not in uri.lower():
+        options["serverSelectionTimeoutMS"] = server_selection_ms
+    try:
+        return MongoClient(uri, **options)
+    except (
+        MongoConfigurationError,
+        ValueError,
+    ) as error:  # InvalidURI is a ConfigurationError; a bad port a ValueError
+        raise ConfigError(f"mongodb.uri: {redact(str(error))}; fix mongodb.uri") from None
+
+
 def _mongo_source(mongodb: dict[str, Any], batch_latency_ms: int) -> SourceFactory:
     batch_latency_s = batch_latency_ms / 1000
-    from pymongo import MongoClient
-
     from adapters.mongo_source import MongoChangeSource
 
-    client: Any = MongoClient(mongodb["uri"], appname="mongo-pubsub-connector", tz_aware=False)
+    client: Any = mongo_client(mongodb["uri"], appname="mongo-pubsub-connector", tz_aware=False)
 
     def for_unit(unit: StreamUnit) -> ChangeSource:
         return MongoChangeSource(

@@ -187,6 +187,14 @@ def _registry(config_path: str | None) -> tuple[SchemaRegistry, Any]:
     return pair
 
 
+def _require(registry: SchemaRegistry, document_type: str, *versions: str | None) -> None:
+    """Unknown type or version: a usage error naming it, before any document is read."""
+    for version in versions:
+        if version is not None:
+            registry.schema(document_type, version)  # raises UnknownSchemaError("unknown type/version: …")
+    registry.versions(document_type)
+
+
 def _documents(path: str) -> list[JsonObject]:
     """One document (JSON or Extended JSON, possibly pretty-printed) or JSONL, in the JSON form."""
     raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
@@ -236,16 +244,13 @@ def schemas_show(document_type: str, version: str | None, config_path: str | Non
       connector admin schemas show inventory v1
     """
     registry, _ = _registry(config_path)
-    try:
-        schema = registry.schema(document_type, version or registry.newest(document_type))
-    except UnknownSchemaError as error:
-        raise click.UsageError(str(error)) from None
+    schema = registry.schema(document_type, version or registry.newest(document_type))
     click.echo(orjson.dumps(schema, option=orjson.OPT_INDENT_2).decode())
 
 
 @schemas.command("validate")
 @click.argument("document_type")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, exists=True, readable=True))
 @click.option("--version", "version", help="Validate against this version (default: the document's own).")
 @CONFIG_OPTION
 @handle_errors
@@ -257,6 +262,7 @@ def schemas_validate(document_type: str, file: str, version: str | None, config_
       connector admin schemas validate inventory exported.jsonl
     """
     kit = Toolkit(*_registry(config_path))
+    _require(kit.registry, document_type, version)
     invalid = 0
     documents = _documents(file)
     for number, document in enumerate(documents, start=1):
@@ -282,7 +288,7 @@ def schemas_validate(document_type: str, file: str, version: str | None, config_
 
 @schemas.command("migrate")
 @click.argument("document_type")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, exists=True, readable=True))
 @click.option("--to", "target", help="Target version (default: the newest).")
 @CONFIG_OPTION
 @handle_errors
@@ -294,6 +300,7 @@ def schemas_migrate(document_type: str, file: str, target: str | None, config_pa
       connector admin schemas migrate inventory old.jsonl --to v2 > new.jsonl
     """
     kit = Toolkit(*_registry(config_path))
+    _require(kit.registry, document_type, target)
     failed = 0
     for number, document in enumerate(_documents(file), start=1):
         try:
@@ -319,7 +326,8 @@ def schemas_path(document_type: str, source: str, target: str, config_path: str 
     Example:
       connector admin schemas path inventory v1 v2
     """
-    _, migrator = _registry(config_path)
+    registry, migrator = _registry(config_path)
+    _require(registry, document_type, source, target)
     try:
         path = migrator.find_path(document_type=document_type, from_version=source, to_version=target)
     except MigrationError as error:

@@ -19,7 +19,7 @@ from adapters.snapshot_readers import (
 from application.backfill import Backfill, BackfillFailed, BackfillReport, BackfillSettings, hand_off
 from entrypoints.cli import WorkFailed, cli, handle_errors, load
 from entrypoints.config import ConfigError
-from entrypoints.container import build_container
+from entrypoints.container import build_container, mongo_client
 from entrypoints.logging_setup import configure_logging
 
 
@@ -43,7 +43,7 @@ class ProgressBar:
 
 @cli.command("backfill")
 @click.option("--collection", required=True, help="A collection listed in streams.")
-@click.option("--from-file", "from_file", type=click.Path(dir_okay=False, exists=True),
+@click.option("--from-file", "from_file", type=click.Path(dir_okay=False, exists=True, readable=True),
               help="Read a mongoexport JSONL file instead of MongoDB.")  # fmt: skip
 @click.option("--rate", type=click.FloatRange(min=0), default=0.0, help="Documents per second; 0 = unlimited.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (else $CONNECTOR_CONFIG).")
@@ -88,9 +88,7 @@ def backfill_command(collection: str, from_file: str | None, rate: float, config
             report = backfill.run(file_documents(path, after=after), progress=ProgressBar(count_lines(path)))
             click.echo("\nfrom a file: no hand-off to the change stream (the export has no cluster time)", err=True)
         else:
-            from pymongo import MongoClient
-
-            client = MongoClient(config.mongodb.uri, serverSelectionTimeoutMS=10_000)
+            client = mongo_client(config.mongodb.uri, server_selection_ms=10_000)
             source = client[config.mongodb.database][collection]
             started = cluster_time_now(client)
             message = hand_off(store=container.token_store(), stream_id=config.mongodb.database,

@@ -19,7 +19,7 @@ from adapters.schema_files import SchemaLoadError
 from domain.redaction import redact
 from entrypoints.cli import cli, handle_errors, load
 from entrypoints.config import ConfigError, ConnectorConfig
-from entrypoints.container import build_container
+from entrypoints.container import build_container, mongo_client
 from entrypoints.errors import describe
 
 MIN_OPLOG_HOURS = 24.0
@@ -34,10 +34,12 @@ class CheckWarning(Exception):
 
 
 def _mongodb(config: ConnectorConfig) -> str:
-    from pymongo import MongoClient
     from pymongo.errors import PyMongoError
 
-    client: Any = MongoClient(config.mongodb.uri, serverSelectionTimeoutMS=5000)
+    try:
+        client: Any = mongo_client(config.mongodb.uri, server_selection_ms=5000)
+    except ConfigError as error:
+        raise CheckFailed(str(error)) from None
     try:
         hello = client.admin.command("hello")
         if not hello.get("setName"):
@@ -55,7 +57,10 @@ def _mongodb(config: ConnectorConfig) -> str:
             )
         return f"replica set {hello['setName']}, oplog window {hours:.1f} h"
     except PyMongoError as error:
-        raise CheckFailed(f"unreachable: {redact(str(error))[:200]}; check mongodb.uri and network access") from None
+        reason = redact(str(error)).split(", Timeout:")[0][:200]  # the rest is pymongo's topology dump
+        raise CheckFailed(
+            f"unreachable: {reason}; check mongodb.uri, that the server runs and network access"
+        ) from None
     finally:
         client.close()
 

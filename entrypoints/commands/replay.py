@@ -20,7 +20,7 @@ from entrypoints.logging_setup import configure_logging
 
 
 @cli.command("replay")
-@click.argument("events", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("events", type=click.Path(dir_okay=False, allow_dash=True, exists=True, readable=True))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config (else $CONNECTOR_CONFIG).")
 @click.option(
     "--output", type=click.Path(dir_okay=False, allow_dash=True), help="Write messages here (default stdout)."
