@@ -33,7 +33,13 @@ def _container(config_path: str | None) -> Container:
 
 @cli.group("admin")
 def admin() -> None:
-    """Inspect and move resume positions; work with the schema registry offline."""
+    """Inspect and move resume positions; work with the schema registry offline.
+
+    \b
+    Examples:
+      connector admin tokens list --config config.yaml
+      connector admin schemas validate inventory doc.json
+    """
 
 
 # ---------------------------------------------------------------- tokens
@@ -62,6 +68,23 @@ def _describe(stream: str, checkpoint: Checkpoint) -> dict[str, Any]:
     }
 
 
+def human_age(seconds: float) -> str:
+    """``42s``, ``12m 5s``, ``23h 41m``, ``3d 4h``, ``986d``: two units at most, the larger first."""
+    whole = max(0, int(seconds))
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days >= 10:
+        return f"{days}d"
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
 @tokens.command("list")
 @CONFIG_OPTION
 @handle_errors
@@ -80,7 +103,7 @@ def tokens_list(config_path: str | None) -> None:
     for stream, checkpoint in stored:
         row = _describe(stream, checkpoint)
         token = "(time only)" if checkpoint.token is None else checkpoint.token.data
-        age = "-" if row["age_seconds"] is None else f"{row['age_seconds']:.0f}s"
+        age = "-" if row["age_seconds"] is None else human_age(row["age_seconds"])
         click.echo(f"{stream:<20} {row['cluster_time'] or '-':<22} {age:>10}  {token[:60]}")
 
 
@@ -269,10 +292,14 @@ def schemas_validate(document_type: str, file: str, version: str | None, config_
         target = version or kit.detect_version(document_type, document)
         if target is None:
             invalid += 1
-            click.echo(f"#{number}: no {document_type} version matches (schema_undetected)")
+            click.echo(f"#{number}: no {document_type} version matches (schema_undetected); as each version:")
+            for line in _undetected(kit.registry, document_type, document):
+                click.echo(f"#{number} {line}")
             continue
         try:
-            violations = kit.validate(document_type, document, target)
+            # read an unversioned document as the version it was detected as, exactly as the connector does
+            subject = document if "_schema_version" in document else {**document, "_schema_version": target}
+            violations = kit.validate(document_type, subject, target)
         except UnknownSchemaError as error:
             invalid += 1
             click.echo(f"#{number}: {error}")
@@ -284,6 +311,17 @@ def schemas_validate(document_type: str, file: str, version: str | None, config_
     click.echo(f"{len(documents) - invalid} valid, {invalid} invalid", err=True)
     if invalid:
         sys.exit(1)
+
+
+def _undetected(registry: SchemaRegistry, document_type: str, document: JsonObject) -> list[str]:
+    """Why an unversioned document matches no version: each version's errors, newest first, with paths
+    (detection reads the document as each version in turn, so the errors are those of that reading)."""
+    lines = []
+    for version in reversed(registry.versions(document_type)):
+        probe = {**document, "_schema_version": version}
+        for violation in registry.validate(document_type=document_type, version=version, document=probe):
+            lines.append(f"({version}) {violation.path or '(root)'}: {violation.message}")
+    return lines
 
 
 @schemas.command("migrate")

@@ -30,6 +30,10 @@ def connector(
 
 
 COMMANDS = [
+    ["admin"],
+    ["admin", "tokens"],
+    ["admin", "schemas"],
+    ["backfill"],
     ["run"],
     ["replay"],
     ["simulate"],
@@ -51,6 +55,24 @@ def test_help_shows_an_example(command: list[str]) -> None:
     result = connector(*command, "--help")
     assert result.returncode == 0
     assert "Example" in result.stdout and "connector " + command[0] in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0, "0s"),
+        (59.6, "59s"),
+        (725, "12m 5s"),
+        (85_260, "23h 41m"),
+        (273_600, "3d 4h"),
+        (85_274_552, "986d"),
+        (-3, "0s"),
+    ],
+)
+def test_tokens_list_shows_ages_for_humans(seconds: float, shown: str) -> None:
+    from entrypoints.commands.admin import human_age
+
+    assert human_age(seconds) == shown
 
 
 def test_schemas_list_show_path() -> None:
@@ -81,6 +103,32 @@ def test_schemas_validate_reports_every_error_and_exits_1(tmp_path: Path) -> Non
     single = tmp_path / "one.json"
     single.write_text(json.dumps(good, indent=2))  # one pretty-printed document
     assert connector("admin", "schemas", "validate", "inventory", str(single)).returncode == 0
+
+
+def test_schemas_validate_reads_documents_as_replay_does(tmp_path: Path) -> None:
+    unversioned = {"product_id": "p", "warehouse_id": "w", "quantity": 1, "last_updated": "2024-03-20T10:00:00Z"}
+    file = tmp_path / "u.json"
+    file.write_text(json.dumps(unversioned))
+    validated = connector("admin", "schemas", "validate", "inventory", str(file))
+    assert validated.returncode == 0, validated.stdout
+    assert "1 valid, 0 invalid" in validated.stderr
+    events = tmp_path / "e.jsonl"
+    event = {"_id": {"_data": "82AA"}, "operationType": "insert", "ns": {"db": "warehouse", "coll": "inventory"},
+             "documentKey": {"_id": 1}, "fullDocument": {"_id": 1, **unversioned}}  # fmt: skip
+    events.write_text(json.dumps(event) + "\n")
+    replayed = connector("replay", str(events))
+    assert replayed.returncode == 0 and json.loads(replayed.stdout)["data"]["schema"]["source_version"] == "v1"
+
+
+def test_schemas_validate_says_how_an_undetected_document_fails_each_version(tmp_path: Path) -> None:
+    file = tmp_path / "p.json"
+    file.write_text('{"product_id": 5}')
+    result = connector("admin", "schemas", "validate", "inventory", str(file))
+    assert result.returncode == 1
+    assert "#1: no inventory version matches (schema_undetected)" in result.stdout
+    assert "#1 (v2) /product_id: 5 is not of type 'string'" in result.stdout
+    assert "#1 (v1) /product_id: 5 is not of type 'string'" in result.stdout
+    assert "#1 (v2) (root): 'reserved_quantity' is a required property" in result.stdout
 
 
 def test_schemas_migrate_extended_json(tmp_path: Path) -> None:
