@@ -93,10 +93,22 @@ def _unique_collections(_: object, __: attrs.Attribute[Any], value: tuple[Stream
         raise ValueError("at least one stream is needed")
 
 
+def _project(value: object) -> str:
+    # null: "not pinned here" (load_config fills in GOOGLE_CLOUD_PROJECT first), else the emulators' project
+    if value is None:
+        return DEFAULT_PROJECT
+    if not isinstance(value, str):
+        raise ValueError(f"'project_id' must be a string or null, got {type(value).__name__}")
+    return value
+
+
+DEFAULT_PROJECT = "local-project"
+
+
 @frozen
 class PubsubConfig:
     backend: Literal["pubsub", "memory"] = "pubsub"  # memory: make run without emulators (not in CONTRACT §4)
-    project_id: str = "local-project"
+    project_id: str = field(default=DEFAULT_PROJECT, converter=_project)
     dead_letter_topic: str | None = None
     ordering: Literal["bucketed", "document", "none"] = "bucketed"
     ordering_buckets: int = field(default=16, validator=_positive)
@@ -270,6 +282,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    per_stream: dict[int, dict[str, Any]] = {}
     for name, text in env.items():
         if not name.startswith(_ENV_PREFIX) or name in _ENV_IGNORED or name.startswith("CONNECTOR_TEST_"):
             continue
@@ -277,18 +290,42 @@ def _apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         if section not in _SECTIONS:
             raise ConfigError(f"{name}: unknown section {section!r}; known: {', '.join(sorted(_SECTIONS))}")
         value = _env_value(name, text)
-        if key:
+        if section == "streams" and key:
+            index, _, stream_key = key.partition("__")
+            if not index.isdigit() or not stream_key:
+                raise ConfigError(f"{name}: write CONNECTOR_STREAMS__<n>__<key>, e.g. CONNECTOR_STREAMS__0__TOPIC")
+            per_stream.setdefault(int(index), {})[stream_key] = value
+        elif key:
             target = raw.setdefault(section, {})
             if not isinstance(target, dict):
                 raise ConfigError(f"{name}: section {section} is not a mapping in the config file")
             target[key] = value
         else:
             raw[section] = value
+    if per_stream:
+        raw["streams"] = _merge_streams(raw.get("streams"), per_stream)
     if "PORT" in env:
         raw.setdefault("http", {})["port"] = _env_value("PORT", env["PORT"])
     project = env.get("GOOGLE_CLOUD_PROJECT")
-    if project and "project_id" not in raw.get("pubsub", {}):
+    pubsub = raw.get("pubsub")
+    if project and (not isinstance(pubsub, dict) or pubsub.get("project_id") is None):
         raw.setdefault("pubsub", {})["project_id"] = project
+
+
+def _merge_streams(streams: object, per_stream: dict[int, dict[str, Any]]) -> list[Any]:
+    """``CONNECTOR_STREAMS__<n>__<key>`` over the file's streams (or none): one value per variable, no
+    commas or spaces, so it survives ``sh``, ``docker --env-file`` and ``gcloud --set-env-vars``."""
+    merged = [dict(s) if isinstance(s, dict) else s for s in streams] if isinstance(streams, list) else []
+    for index in sorted(per_stream):
+        if index < len(merged) and isinstance(merged[index], dict):
+            merged[index].update(per_stream[index])
+        elif index == len(merged):
+            merged.append(per_stream[index])
+        else:
+            raise ConfigError(
+                f"CONNECTOR_STREAMS__{index}__…: stream {len(merged)} is not set; number the streams 0, 1, 2, …"
+            )
+    return merged
 
 
 def _env_value(name: str, text: str) -> Any:

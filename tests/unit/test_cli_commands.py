@@ -14,13 +14,14 @@ MEMORY = {"CONNECTOR_TOKEN_STORE__BACKEND": "memory", "CONNECTOR_PUBSUB__BACKEND
 
 
 def connector(
-    *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
+    *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     import os
 
     return subprocess.run(
         [*CONNECTOR, *args],
         env={**os.environ, **(env or {})},
+        cwd=cwd,
         input=None if stdin is None else stdin.decode(),
         capture_output=True,
         text=True,
@@ -150,6 +151,19 @@ def test_schemas_migrate_extended_json(tmp_path: Path) -> None:
         "reserved_quantity": 0,
     }
     assert "#2: invalid inventory v1" in result.stderr and "/quantity" in result.stderr
+
+
+def test_dot_env_in_the_working_directory_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "# as cp .env.example .env leaves it, edited\n"
+        "CONNECTOR_SOURCE=jsonl\nCONNECTOR_PUBSUB__BACKEND=memory\nCONNECTOR_TOKEN_STORE__BACKEND=memory\n"
+        "CONNECTOR_STREAMS__0__COLLECTION=orders\nCONNECTOR_STREAMS__0__TOPIC=order-changes\n"
+    )
+    from_file = connector("check", cwd=tmp_path)
+    assert from_file.returncode == 0, from_file.stdout + from_file.stderr
+    assert "config     ok    source jsonl, 1 stream(s)" in from_file.stdout
+    overridden = connector("check", cwd=tmp_path, env={"CONNECTOR_SOURCE": "simulated"})
+    assert "config     ok    source simulated, 1 stream(s)" in overridden.stdout
 
 
 def test_tokens_reset_needs_yes_and_unknown_stream_fails() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoints.config import ConfigError, load_config, structure_config
+from entrypoints.config import ConfigError, ConnectorConfig, load_config, structure_config
 
 
 def test_defaults_match_the_contract() -> None:
@@ -107,7 +107,7 @@ def test_example_files_document_every_key_with_its_default() -> None:
     import attrs
     import yaml
 
-    from entrypoints.config import ConnectorConfig
+    from entrypoints.config import ConnectorConfig, StreamConfig
 
     root = Path(__file__).resolve().parents[2]
     example = yaml.safe_load((root / "config" / "config.yaml.example").read_text())
@@ -123,6 +123,56 @@ def test_example_files_document_every_key_with_its_default() -> None:
             for key in attrs.fields(type(value)):
                 assert f"CONNECTOR_{section.name.upper()}__{key.name.upper()}" in env_lines, (section.name, key.name)
                 assert key.name in example[section.name], (section.name, key.name)
+    for key in attrs.fields(StreamConfig):
+        assert f"CONNECTOR_STREAMS__0__{key.name.upper()}" in env_lines, key.name
+
+
+def test_env_example_means_the_same_to_sh_docker_and_dotenv(tmp_path: Path) -> None:
+    """``set -a; . ./.env.example``, ``docker run --env-file`` (values taken literally, # lines skipped)
+    and python-dotenv (what ``connector`` reads .env with) all see the same variables and values."""
+    import subprocess
+
+    from dotenv import dotenv_values
+
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    docker = dict(
+        line.split("=", 1) for line in example.read_text().splitlines() if line.strip() and not line.startswith("#")
+    )
+    assert dotenv_values(example) == docker
+    for shell in ("sh", "bash"):
+        sourced = subprocess.run(
+            [shell, "-c", f"set -a; . {example} && env -0"], env={}, capture_output=True, text=True, check=True
+        ).stdout
+        seen = dict(entry.split("=", 1) for entry in sourced.split("\0") if "=" in entry)
+        assert {k: seen.get(k) for k in docker} == docker, shell
+    assert load_config(environ={k: v for k, v in docker.items() if k.startswith("CONNECTOR_")}) == ConnectorConfig()
+
+
+def test_the_example_config_lets_google_cloud_project_choose_the_project() -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "config.yaml.example"
+    assert load_config(example, environ={"GOOGLE_CLOUD_PROJECT": "prod-1"}).pubsub.project_id == "prod-1"
+    assert load_config(example, environ={}).pubsub.project_id == "local-project"
+    pinned = {"CONNECTOR_PUBSUB__PROJECT_ID": "mine", "GOOGLE_CLOUD_PROJECT": "prod-1"}
+    assert load_config(example, environ=pinned).pubsub.project_id == "mine"
+
+
+def test_streams_from_one_variable_per_key() -> None:
+    env = {
+        "CONNECTOR_STREAMS__0__COLLECTION": "orders",
+        "CONNECTOR_STREAMS__0__TOPIC": "order-changes",
+        "CONNECTOR_STREAMS__1__COLLECTION": "customers",
+        "CONNECTOR_STREAMS__1__TOPIC": "customer-changes",
+        "CONNECTOR_STREAMS__1__PARTITIONS": "4",
+    }
+    streams = load_config(environ=env).streams
+    assert [(s.collection, s.topic, s.partitions) for s in streams] == [
+        ("orders", "order-changes", 1),
+        ("customers", "customer-changes", 4),
+    ]
+    with pytest.raises(ConfigError, match="CONNECTOR_STREAMS__2__…: stream 0 is not set"):
+        load_config(environ={"CONNECTOR_STREAMS__2__TOPIC": "t"})
+    with pytest.raises(ConfigError, match="CONNECTOR_STREAMS__<n>__<key>"):
+        load_config(environ={"CONNECTOR_STREAMS__TOPIC": "t"})
 
 
 def _leaf_paths() -> list[tuple[str, ...]]:
