@@ -58,15 +58,23 @@ class Emulator:
     def env(self) -> dict[str, str]:
         return {_ENV[self.kind]: self.host}
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the whole process group, the Java server included, and return once it is gone.
+
+        The group outlives ``gcloud`` (the Java child is reparented), so it is signalled even when the
+        wrapper has already exited, and waited for member by member: ``make run`` promises that no
+        emulator is left behind, and a test checks exactly that right after it returns."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=timeout)
+        while _group_alive(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # members of a group we do not parent: no event to await
+        if _group_alive(self.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def pause(self) -> None:
         """SIGSTOP the whole emulator (an outage that keeps the port open, as a hung server does)."""
@@ -92,14 +100,28 @@ def start(kind: Kind, *, port: int | None = None, project: str = "local-project"
     emulator = Emulator(kind=kind, host=host, process=process, log_path=Path(log_file.name))
     ready = "Server started" if kind == "pubsub" else "Dev App Server is now running"
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise EmulatorUnavailable(f"the {kind} emulator exited: {_tail(emulator.log_path)}")
-        if ready in emulator.log_path.read_text(errors="replace") and _accepts(port):
-            return emulator
-        time.sleep(0.2)  # polling a child process's log: there is no event to await
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise EmulatorUnavailable(f"the {kind} emulator exited: {_tail(emulator.log_path)}")
+            if ready in emulator.log_path.read_text(errors="replace") and _accepts(port):
+                return emulator
+            time.sleep(0.2)  # polling a child process's log: there is no event to await
+    except BaseException:  # Ctrl-C while it starts: the caller never gets it to stop, so stop it here
+        emulator.stop()
+        raise
     emulator.stop()
     raise EmulatorUnavailable(f"the {kind} emulator did not start within {timeout:.0f} s: {_tail(emulator.log_path)}")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member we may not signal still exists
+        return True
+    return True
 
 
 def _accepts(port: int) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from typing import Any
 
@@ -42,16 +44,28 @@ def _json(body: dict[str, Any], status: int) -> Response:
     return Response(orjson.dumps(body), status=status, content_type="application/json")
 
 
+class PortUnavailable(OSError):
+    """The probe port is taken (or not ours to bind); the message names it and the fix."""
+
+
 class ProbeServer:
     """Runs the probe app on a daemon thread; ``port`` 0 picks a free one (tests)."""
 
     def __init__(self, app: ProbeApp, *, host: str = "0.0.0.0", port: int = 8080) -> None:
-        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True)
+        # Bind here, not in werkzeug: on a busy port werkzeug prints two lines of its own and exits.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            listener = socket.create_server((host, port), family=family)
+        except OSError as error:
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise PortUnavailable(f"cannot listen on {host}:{port} ({reason}); set PORT to a free port") from None
+        with listener:  # werkzeug serves a duplicate of it
+            self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, fd=listener.fileno())
         self._thread = threading.Thread(target=self._server.serve_forever, name="http-probes", daemon=True)
 
     @property
     def port(self) -> int:
-        return int(self._server.server_port)
+        return int(self._server.port)
 
     def start(self) -> ProbeServer:
         self._thread.start()

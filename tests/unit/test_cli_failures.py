@@ -14,6 +14,7 @@ retry its way out of: bad configuration, a malformed URI, no credentials, an unk
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ def _prepare(tmp: Path) -> None:
     (tmp / "home").mkdir()
 
 
-def _cases(tmp: Path) -> list[Case]:
+def _cases(tmp: Path, busy_port: int = 0) -> list[Case]:
     """The table; the files it names are written by :func:`_prepare`."""
     docs = tmp / "docs.jsonl"
     events = tmp / "events.jsonl"
@@ -217,6 +218,8 @@ def _cases(tmp: Path) -> list[Case]:
             1,
             f"topics     FAIL  {credentials_fix}|firestore  FAIL  {credentials_fix}",
         ),
+        # the probe port is taken
+        Case("run, port busy", ("run",), {**memory, **jsonl, "PORT": str(busy_port)}, 1, "set PORT to a free port"),
         # plain usage errors print the same way
         Case("replay, no argument", ("replay",), {}, 2, "Missing argument"),
         Case("simulate, negative count", ("simulate", "--count", "-1"), {}, 2, "--count"),
@@ -248,9 +251,9 @@ def outcomes(
 ) -> Iterator[dict[str, tuple[Case, subprocess.CompletedProcess[str]]]]:
     tmp = tmp_path_factory.mktemp("failures")
     _prepare(tmp)
-    cases = _cases(tmp)
     root = Path(__file__).resolve().parents[2]
-    with ThreadPoolExecutor(max_workers=6) as pool:
+    with socket.create_server(("0.0.0.0", 0)) as busy, ThreadPoolExecutor(max_workers=6) as pool:
+        cases = _cases(tmp, busy_port=busy.getsockname()[1])
         results = list(pool.map(lambda case: _run(case, root), cases))
     yield {case.name: (case, result) for case, result in zip(cases, results, strict=True)}
 
