@@ -77,9 +77,9 @@ def load_env_file(directory: Path | None = None) -> None:
 
 
 def main() -> None:
-    from entrypoints import commands  # noqa: F401  (registers the sub-commands)
-
     try:
+        from entrypoints import commands  # noqa: F401  (registers the sub-commands)
+
         load_env_file()
         outcome = cli.main(prog_name="connector", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as error:
