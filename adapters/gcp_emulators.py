@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +30,10 @@ _ENV: dict[Kind, str] = {"pubsub": "PUBSUB_EMULATOR_HOST", "firestore": "FIRESTO
 
 class EmulatorUnavailable(Exception):
     """``gcloud`` or the emulator component is missing, or the emulator did not start in time."""
+
+
+class StartCancelled(Exception):
+    """The caller's ``cancelled()`` turned true while the emulator started; it has been stopped."""
 
 
 def free_port() -> int:
@@ -84,8 +89,18 @@ class Emulator:
         os.killpg(self.process.pid, signal.SIGCONT)
 
 
-def start(kind: Kind, *, port: int | None = None, project: str = "local-project", timeout: float = 60.0) -> Emulator:
-    """Start an emulator and return once it accepts connections."""
+def start(
+    kind: Kind,
+    *,
+    port: int | None = None,
+    project: str = "local-project",
+    timeout: float = 60.0,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> Emulator:
+    """Start an emulator and return once it accepts connections.
+
+    ``cancelled`` is polled while it starts (``make run``'s Ctrl-C): a signal handler that only sets a
+    flag cannot interrupt ``Popen`` half-way, which would leave an emulator nobody knows of."""
     if not available(kind):
         raise EmulatorUnavailable(f"the {kind} emulator is not installed (gcloud components install {kind}-emulator)")
     port = port or free_port()
@@ -102,6 +117,8 @@ def start(kind: Kind, *, port: int | None = None, project: str = "local-project"
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
+            if cancelled():
+                raise StartCancelled(f"the {kind} emulator's start was cancelled")
             if process.poll() is not None:
                 raise EmulatorUnavailable(f"the {kind} emulator exited: {_tail(emulator.log_path)}")
             if ready in emulator.log_path.read_text(errors="replace") and _accepts(port):

@@ -4,8 +4,10 @@ Starts the Pub/Sub and Firestore emulators when gcloud has them (else uses the i
 says so), creates the topics and a subscription per topic, and runs ``source: simulated``.
 
 Ctrl-C at any moment ends it without a traceback and with both emulators stopped: while the worker
-runs it drains and prints a summary; before that (emulators still starting) it simply stops. Any
-other failure, a busy port included, is one ``error:`` line with the fix.
+runs it drains and prints a summary; before that the signal only sets a flag, checked between the
+steps of start-up and while an emulator starts (an exception raised inside ``Popen`` could orphan
+one), and start-up stops there. Any other failure, a busy port included, is one ``error:`` line
+with the fix.
 """
 
 from __future__ import annotations
@@ -30,19 +32,26 @@ from entrypoints.logging_setup import configure_logging
 PROJECT = "local-project"
 
 
-def _emulators(started: list[gcp_emulators.Emulator]) -> None:
+def _emulators(started: list[gcp_emulators.Emulator], stop: threading.Event) -> None:
     """Start both emulators into ``started`` (so whatever started is stopped, however this ends)."""
     if os.environ.get("PUBSUB_EMULATOR_HOST") and os.environ.get("FIRESTORE_EMULATOR_HOST"):
         return  # the user runs their own
     print("starting the Pub/Sub and Firestore emulators…", flush=True)
     try:
         for kind in ("pubsub", "firestore"):
-            emulator = gcp_emulators.start(kind, project=PROJECT)  # type: ignore[arg-type]
+            emulator = gcp_emulators.start(kind, project=PROJECT, cancelled=stop.is_set)  # type: ignore[arg-type]
             started.append(emulator)
             os.environ.update(emulator.env)
+    except gcp_emulators.StartCancelled:
+        raise KeyboardInterrupt from None
     except gcp_emulators.EmulatorUnavailable:
         _stop(started)
         raise
+
+
+def _unless_stopped(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise KeyboardInterrupt
 
 
 def _stop(emulators: list[gcp_emulators.Emulator]) -> None:
@@ -87,9 +96,15 @@ def _totals(registry: Any, name: str, label: str) -> dict[str, float]:
 def main() -> None:
     emulators: list[gcp_emulators.Emulator] = []
     code = 0
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # until the worker runs: like Ctrl-C
+    stop = threading.Event()
+
+    def remember(_: int, __: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, remember)  # until the worker runs; then it drains instead
+    signal.signal(signal.SIGTERM, remember)
     try:
-        _run(emulators)
+        _run(emulators, stop)
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else 1
     except BaseException as error:  # KeyboardInterrupt included: Ctrl-C before the worker ran
@@ -104,7 +119,7 @@ def main() -> None:
     sys.exit(code)
 
 
-def _run(emulators: list[gcp_emulators.Emulator]) -> None:
+def _run(emulators: list[gcp_emulators.Emulator], stop: threading.Event) -> None:
     overrides = {
         "CONNECTOR_SOURCE": "simulated",
         "CONNECTOR_SIMULATED__RATE": os.environ.get("RATE", "500"),
@@ -115,12 +130,13 @@ def _run(emulators: list[gcp_emulators.Emulator]) -> None:
     }
     _port_free(load_config().http.port)
     try:
-        _emulators(emulators)
+        _emulators(emulators, stop)
         hosts = os.environ["PUBSUB_EMULATOR_HOST"], os.environ["FIRESTORE_EMULATOR_HOST"]
         print(f"emulators: Pub/Sub {hosts[0]}, Firestore {hosts[1]}", flush=True)
     except gcp_emulators.EmulatorUnavailable as error:
         print(f"NOTICE: {error}; running with in-memory Pub/Sub and token store instead")
         overrides.update(CONNECTOR_PUBSUB__BACKEND="memory", CONNECTOR_TOKEN_STORE__BACKEND="memory")
+    _unless_stopped(stop)
     os.environ.update({k: v for k, v in overrides.items() if k not in os.environ})
     config = load_config()
     configure_logging(level=config.logging.level, fmt=config.logging.format, stream=sys.stderr)
@@ -133,6 +149,7 @@ def _run(emulators: list[gcp_emulators.Emulator]) -> None:
             subscription = f"{stream.topic}-make-run"
             ensure_subscription(config.pubsub.project_id, stream.topic, subscription, timeout_s=timeout_s)
         print(f"topics: {', '.join(s.topic for s in config.streams)} (subscriptions <topic>-make-run)")
+    _unless_stopped(stop)
     container = build_container(config)
     worker = container.worker()
 
@@ -141,6 +158,8 @@ def _run(emulators: list[gcp_emulators.Emulator]) -> None:
 
     signal.signal(signal.SIGINT, on_signal)  # from here on Ctrl-C drains and prints the summary
     signal.signal(signal.SIGTERM, on_signal)
+    if stop.is_set():  # it came while the handlers changed hands
+        worker.request_stop()
     registry = container.metrics().registry
     server = ProbeServer(ProbeApp(health=container.health(), registry=registry), port=config.http.port).start()
     print(f"probes: http://localhost:{server.port}/health /readiness /metrics  —  Ctrl-C to stop")
