@@ -112,10 +112,8 @@ def mongo_client(uri: str, *, server_selection_ms: int | None = None, **options:
         options["serverSelectionTimeoutMS"] = server_selection_ms
     try:
         return MongoClient(uri, **options)
-    except (
-        MongoConfigurationError,
-        ValueError,
-    ) as error:  # InvalidURI is a ConfigurationError; a bad port a ValueError
+    # InvalidURI is a ConfigurationError; pymongo reports a port that is not a number as a ValueError
+    except (MongoConfigurationError, ValueError) as error:
         raise ConfigError(f"mongodb.uri: {redact(str(error))}; fix mongodb.uri") from None
 
 
