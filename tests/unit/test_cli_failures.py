@@ -57,7 +57,13 @@ def _cases(tmp: Path, busy_port: int = 0) -> list[Case]:
     quick = {"CONNECTOR_TOKEN_STORE__TIMEOUT_S": "2", "CONNECTOR_PUBSUB__ADMIN_TIMEOUT_S": "2"}
     memory = {"CONNECTOR_TOKEN_STORE__BACKEND": "memory", "CONNECTOR_PUBSUB__BACKEND": "memory"}
     home = tmp / "home"
-    no_credentials = {"HOME": str(home), "CLOUDSDK_CONFIG": str(home), "GOOGLE_CLOUD_PROJECT": "p"}
+    # no ADC file, no gcloud config, and (NO_GCE_CHECK) no metadata server even when CI runs on a GCE VM
+    no_credentials = {
+        "HOME": str(home),
+        "CLOUDSDK_CONFIG": str(home),
+        "GOOGLE_CLOUD_PROJECT": "p",
+        "NO_GCE_CHECK": "true",
+    }
     mongo_down = {"CONNECTOR_MONGODB__URI": f"mongodb://{closed}/?serverSelectionTimeoutMS=500"}
     bad_uri = {"CONNECTOR_MONGODB__URI": "mongodb://localhost:notaport/"}
     jsonl = {"CONNECTOR_SOURCE": "jsonl", "CONNECTOR_JSONL__PATH": str(events), "PORT": "0"}
