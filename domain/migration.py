@@ -24,16 +24,22 @@ MigrationFn = Callable[[JsonObject], JsonObject]
 
 def _copy(value: Any) -> Any:
     """Deep copy of a JSON-form value: containers are copied, immutable scalars shared (several times
-    faster than ``copy.deepcopy``, which also memoizes)."""
+    faster than ``copy.deepcopy``, which also memoizes). A flat document, the common case, is one C-level
+    ``dict`` copy after a C-level scan of its value types."""
     kind = type(value)
     if kind is dict:
-        return {key: _copy(item) if type(item) in _CONTAINERS else item for key, item in value.items()}
+        out = dict(value)
+        if not _CONTAINERS.isdisjoint(map(type, out.values())):
+            for key, item in value.items():
+                if type(item) in _CONTAINERS:
+                    out[key] = _copy(item)
+        return out
     if kind is list:
         return [_copy(item) if type(item) in _CONTAINERS else item for item in value]
     return value
 
 
-_CONTAINERS = (dict, list)
+_CONTAINERS = frozenset((dict, list))
 
 
 class MigrationError(Exception):
@@ -54,6 +60,40 @@ class MigrationResult:
 
     document: JsonObject
     path: tuple[str, ...]
+
+
+@frozen
+class MigrationPlan:
+    """The resolved steps from one version to another: what ``migrate`` applies to each document.
+
+    Resolved once per (type, from, to) and cached by the migrator until the next registration, so the
+    hot path pays neither the path search nor the edge look-ups per document.
+    """
+
+    document_type: str
+    path: tuple[str, ...]
+    steps: tuple[tuple[str, str, MigrationFn], ...]
+
+    def apply(self, document: JsonObject) -> JsonObject:
+        """Each step on a copy of ``document`` (which is never mutated); returns the migrated document."""
+        current: JsonObject = _copy(document)
+        for source, target, fn in self.steps:
+            try:
+                result = fn(current)
+            except Exception as error:
+                raise MigrationFailed(
+                    f"migration {self.document_type} {source}->{target} raised {type(error).__name__}: {error}"
+                ) from error
+            if not isinstance(result, dict):
+                raise MigrationFailed(
+                    f"migration {self.document_type} {source}->{target} returned {type(result).__name__}, "
+                    "not a document"
+                )
+            version = result.get("_schema_version")
+            if version is None or version == source:
+                result = {**result, "_schema_version": target}
+            current = result
+        return current
 
 
 class _Register(Protocol):
@@ -85,6 +125,7 @@ class SchemaMigrator:
     def __init__(self) -> None:
         self._edges: dict[str, dict[str, dict[str, MigrationFn]]] = {}
         self._paths: dict[tuple[str, str, str], tuple[str, ...] | None] = {}
+        self._plans: dict[tuple[str, str, str], MigrationPlan] = {}
 
     @classmethod
     def default(cls) -> SchemaMigrator:
@@ -96,6 +137,7 @@ class SchemaMigrator:
     def _register(self, document_type: str, from_version: str, to_version: str, fn: MigrationFn) -> None:
         self._edges.setdefault(str(document_type), {}).setdefault(from_version, {})[to_version] = fn
         self._paths.clear()
+        self._plans.clear()
 
     def migration(self, document_type: str, from_version: str, to_version: str) -> Callable[[MigrationFn], MigrationFn]:
         """Decorator form of ``register_migration``; returns the function unchanged."""
@@ -155,25 +197,20 @@ class SchemaMigrator:
                 queue.append(neighbour)
         return None
 
+    def plan(self, *, document_type: str, from_version: str, to_version: str) -> MigrationPlan:
+        """The steps of the shortest path, resolved once (cached until the next registration)."""
+        key = (document_type, from_version, to_version)
+        plan = self._plans.get(key)
+        if plan is None:
+            path = self.find_path(document_type=document_type, from_version=from_version, to_version=to_version)
+            edges = self._edges.get(str(document_type), {})
+            steps = tuple((source, target, edges[source][target]) for source, target in itertools.pairwise(path))
+            plan = self._plans[key] = MigrationPlan(document_type=str(document_type), path=path, steps=steps)
+        return plan
+
     def migrate(
         self, *, document_type: str, document: JsonObject, from_version: str, to_version: str
     ) -> MigrationResult:
         """Apply each step of the shortest path to a copy of ``document`` (which is never mutated)."""
-        path = self.find_path(document_type=document_type, from_version=from_version, to_version=to_version)
-        current: JsonObject = _copy(document)
-        for source, target in itertools.pairwise(path):
-            fn = self._edges[str(document_type)][source][target]
-            try:
-                result = fn(current)
-            except Exception as error:
-                raise MigrationFailed(
-                    f"migration {document_type} {source}->{target} raised {type(error).__name__}: {error}"
-                ) from error
-            if not isinstance(result, dict):
-                raise MigrationFailed(
-                    f"migration {document_type} {source}->{target} returned {type(result).__name__}, not a document"
-                )
-            if result.get("_schema_version") in (None, source):
-                result = {**result, "_schema_version": target}
-            current = result
-        return MigrationResult(document=current, path=path)
+        plan = self.plan(document_type=document_type, from_version=from_version, to_version=to_version)
+        return MigrationResult(document=plan.apply(document), path=plan.path)

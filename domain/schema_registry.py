@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 import jsonschema
@@ -203,6 +203,12 @@ class SchemaRegistry:
 
     def is_valid(self, *, document_type: str, version: str, document: JsonObject) -> bool:
         return bool(self._get(document_type, version).fast.is_valid(document))
+
+    def checker(self, *, document_type: str, version: str) -> Callable[[JsonObject], bool]:
+        """The compiled validator's ``is_valid`` for one version: for callers that check many documents
+        against it and want neither the look-ups nor the wrappers per document."""
+        check: Callable[[JsonObject], bool] = self._get(document_type, version).fast.is_valid
+        return check
 
     def detect_version(self, *, document_type: str, document: JsonObject) -> str | None:
         """The newest version the document satisfies when its ``_schema_version`` is ignored, else None.
