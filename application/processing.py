@@ -18,6 +18,7 @@ from application.outcomes import Outcome, Publish, Reject, RejectReason, Skip, S
 from domain.change_event import ABSENT, ChangeEvent, OperationKind
 from domain.envelope import (
     MAX_MESSAGE_BYTES,
+    OrderingKeys,
     OrderingStrategy,
     OutboundMessage,
     SchemaInfo,
@@ -26,7 +27,6 @@ from domain.envelope import (
     correlation_id_of,
     encode,
     event_id,
-    ordering_key,
 )
 from domain.json_types import JsonObject
 from domain.migration import MigrationFailed, MigrationPathMissing, SchemaMigrator
@@ -97,16 +97,27 @@ class ProcessingStep:
         self._conformances: dict[tuple[str, object], _Conformance] = {}
         self._debug: Callable[..., object] | None = None
         self._debug_resolved = False
+        self._ordering_keys = {
+            route.collection: self._new_ordering_keys(route.collection) for route in settings.routes.values()
+        }
 
     def process(self, event: ChangeEvent) -> Outcome:
         kind = event.kind
+        settings = self._settings
+        if kind is OperationKind.DATA:  # the hot case first
+            if settings.database is not None and event.database != settings.database:
+                return Skip(event=event, reason=SkipReason.DATABASE_NOT_CONFIGURED)
+            route = settings.routes.get(event.collection or "")
+            if route is None:
+                return Skip(event=event, reason=SkipReason.COLLECTION_NOT_CONFIGURED)
+            return self._process_data(event, route)
         if kind is OperationKind.INVALIDATE:
             return Skip(event=event, reason=SkipReason.INVALIDATE)
         if kind is OperationKind.END_OF_TRANSACTION:
             return self._skip(event, SkipReason.END_OF_TRANSACTION)
         if kind is OperationKind.UNKNOWN:
             return self._skip(event, SkipReason.UNKNOWN_OPERATION_TYPE)
-        settings = self._settings
+        # DDL: the same database and collection rules, except that dropDatabase goes to every stream
         if settings.database is not None and event.database != settings.database:
             return Skip(event=event, reason=SkipReason.DATABASE_NOT_CONFIGURED)
         if event.operation == "dropDatabase":
@@ -114,9 +125,7 @@ class ProcessingStep:
         route = settings.routes.get(event.collection or "")
         if route is None:
             return Skip(event=event, reason=SkipReason.COLLECTION_NOT_CONFIGURED)
-        if kind is OperationKind.DDL:
-            return self._publish_ddl(event, (route,))
-        return self._process_data(event, route)
+        return self._publish_ddl(event, (route,))
 
     def _process_data(self, event: ChangeEvent, route: StreamRoute) -> Outcome:
         full = event.full_document
@@ -271,12 +280,14 @@ class ProcessingStep:
         return Publish(event=event, messages=tuple(messages))
 
     def _ordering_key(self, event: ChangeEvent, collection: str) -> str:
-        return ordering_key(
-            strategy=self._settings.ordering,
-            collection=collection,
-            document_key=event.document_key,
-            buckets=self._settings.ordering_buckets,
-        )
+        keys = self._ordering_keys.get(collection)
+        if keys is None:  # not a configured stream's collection (a DDL event's own): one-off
+            keys = self._new_ordering_keys(collection)
+        return keys(event.document_key)
+
+    def _new_ordering_keys(self, collection: str) -> OrderingKeys:
+        settings = self._settings
+        return OrderingKeys(strategy=settings.ordering, collection=collection, buckets=settings.ordering_buckets)
 
     def _reject(
         self, event: ChangeEvent, route: StreamRoute, document: JsonObject | None, rejected: _Rejected

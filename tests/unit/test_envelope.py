@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from domain.change_event import ClusterTime
 from domain.envelope import (
     MAX_ORDERING_KEY_BYTES,
+    OrderingKeys,
     OrderingStrategy,
     bucket_of,
     canonical_json,
@@ -41,6 +42,18 @@ def test_bucketed_key_is_stable_and_in_range() -> None:
     again = ordering_key(strategy=OrderingStrategy.BUCKETED, collection="inventory", document_key=dict(key), buckets=16)
     assert first == again == f"inventory:{bucket_of(key, 16)}"
     assert 0 <= bucket_of(key, 16) < 16
+
+
+@given(
+    st.lists(st.one_of(st.text(max_size=30), st.integers(-(2**63), 2**63 - 1)), min_size=1, max_size=60),
+    st.integers(1, 8),
+)
+def test_one_reused_keyer_gives_each_document_its_own_bucket(ids: list[str | int], buckets: int) -> None:
+    """The processing step keeps one OrderingKeys per stream; its bucket-key cache must never hand one
+    document another's bucket."""
+    keys = OrderingKeys(strategy=OrderingStrategy.BUCKETED, collection="inventory", buckets=buckets)
+    for value in ids:
+        assert keys({"_id": value}) == f"inventory:{bucket_of({'_id': value}, buckets)}"
 
 
 def test_document_and_none_keys() -> None:
