@@ -92,10 +92,8 @@ def regex_options(flags: int) -> str:
     return "".join(letter for letter, flag in _REGEX_FLAGS if flags & flag)
 
 
-@functools.lru_cache(maxsize=4096)
-def _decimal_text(bid: bytes) -> str:
-    """``str(Decimal128)`` goes through ``decimal.Decimal`` (microseconds); prices repeat, so cache it."""
-    return str(Decimal128.from_bid(bid))
+_DECIMAL_TEXTS: Final[dict[tuple[int, int], str]] = {}
+_DECIMAL_TEXTS_MAX: Final = 4096
 
 
 def _naive_datetime(value: datetime) -> JsonValue:
@@ -132,15 +130,19 @@ def _bytes(value: bytes) -> str:
 
 
 def _decimal128(value: Decimal128) -> str:
-    return _decimal_text(value.bid)
+    """``str(Decimal128)`` goes through ``decimal.Decimal`` (microseconds); prices repeat, so it is
+    cached, keyed by the two 64-bit halves (``__getstate__``, cheaper than building ``bid``)."""
+    state = value.__getstate__()
+    text = _DECIMAL_TEXTS.get(state)
+    if text is None:
+        if len(_DECIMAL_TEXTS) >= _DECIMAL_TEXTS_MAX:  # bounded; a race at worst clears it twice
+            _DECIMAL_TEXTS.clear()
+        text = _DECIMAL_TEXTS[state] = str(value)
+    return text
 
 
 def _object_id(value: ObjectId) -> str:
     return value.binary.hex()
-
-
-def _int64(value: Int64) -> int:
-    return int(value)
 
 
 def _uuid(value: uuid.UUID) -> str:
@@ -178,6 +180,8 @@ def _dbref(value: DBRef) -> JsonValue:
 
 
 def _sequence(value: list[Any] | tuple[Any, ...]) -> list[JsonValue]:
+    if not value:  # updateDescription's removedFields and truncatedArrays, on nearly every update
+        return []
     return [
         item if type(item) is str or type(item) is int or item is None or type(item) is bool else _convert(item)
         for item in value
@@ -185,6 +189,32 @@ def _sequence(value: list[Any] | tuple[Any, ...]) -> list[JsonValue]:
 
 
 def _document(value: Mapping[Any, Any]) -> JsonObject:
+    """A dict with str keys (all pymongo decodes) is copied whole in C and only its non-JSON values are
+    replaced in place, which keeps the key order; anything else takes ``_mapping``."""
+    if type(value) is not dict:
+        return _mapping(value)
+    out: JsonObject = dict(value)
+    for key, item in value.items():
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            if type(key) is not str:
+                return _mapping(value)
+            continue
+        if type(key) is not str:
+            return _mapping(value)
+        converter = _DISPATCH.get(kind)
+        if converter is None:
+            out[key] = _convert(item)
+        else:
+            try:
+                out[key] = converter(item)
+            except Exception:
+                out[key] = _relaxed(item)
+    return out
+
+
+def _mapping(value: Mapping[Any, Any]) -> JsonObject:
+    """Any mapping: keys that are not str become their ``str`` (as json_util writes them)."""
     out: JsonObject = {}
     for key, item in value.items():
         if type(key) is not str:
@@ -192,8 +222,6 @@ def _document(value: Mapping[Any, Any]) -> JsonObject:
         kind = type(item)
         if kind is str or kind is int or kind is bool or item is None:
             out[key] = item
-        elif kind is dict:
-            out[key] = _document(item)
         else:
             converter = _DISPATCH.get(kind)
             if converter is None:
@@ -207,11 +235,12 @@ def _document(value: Mapping[Any, Any]) -> JsonObject:
 
 
 _DISPATCH: Final[dict[type, Callable[[Any], JsonValue]]] = {
+    dict: _document,
     float: float_to_json,
     list: _sequence,
     ObjectId: _object_id,
     datetime: _naive_datetime,
-    Int64: _int64,
+    Int64: int,  # the builtin: a C call, no frame
     Decimal128: _decimal128,
     tuple: _sequence,
     Binary: _binary,
