@@ -14,6 +14,7 @@ ones (regex, code, DBRef, legacy forms, ISO date strings) are handed to json_uti
 from __future__ import annotations
 
 import base64
+import binascii
 import math
 import re
 import uuid
@@ -27,7 +28,6 @@ from bson.decimal128 import Decimal128
 from domain.bson_json import bson_to_json, datetime_ms_to_json, float_to_json
 from domain.json_types import JsonObject, JsonValue
 
-_HEX: Final = frozenset("0123456789abcdefABCDEF")
 _PLAIN_DECIMAL: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?\Z")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
@@ -41,8 +41,12 @@ class _NotAWrapper(Exception):
 
 
 def _oid(value: JsonValue) -> JsonValue:
-    if type(value) is not str or len(value) != 24 or not _HEX.issuperset(value):
+    if type(value) is not str or len(value) != 24:
         raise _NotAWrapper
+    try:
+        binascii.a2b_hex(value)  # 24 hex digits exactly (no signs, spaces or non-ASCII); C-fast
+    except ValueError:
+        raise _NotAWrapper from None
     return value.lower()
 
 
@@ -86,11 +90,13 @@ def _decimal(value: JsonValue) -> JsonValue:
 
 
 def _date(value: JsonValue) -> JsonValue:
-    if type(value) is dict and len(value) == 1 and type(value.get("$numberLong")) is str:
-        try:
-            return datetime_ms_to_json(int(value["$numberLong"]))  # type: ignore[arg-type]
-        except ValueError:
-            raise _NotAWrapper from None
+    if type(value) is dict and len(value) == 1:
+        text = value.get("$numberLong")
+        if type(text) is str:
+            try:
+                return datetime_ms_to_json(int(text))
+            except ValueError:
+                raise _NotAWrapper from None
     if type(value) is int:
         return datetime_ms_to_json(value)
     return _via_json_util({"$date": value})
