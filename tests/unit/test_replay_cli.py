@@ -97,3 +97,22 @@ def test_replay_of_the_shared_domain_corpus(tmp_path: Path) -> None:
     lines = (tmp_path / "out.jsonl").read_bytes().splitlines()
     assert len(lines) == 41  # 34 publish + 7 no_document
     assert b"19 rejected" in result.stderr
+
+
+def test_each_migration_is_logged_at_debug_and_only_then(tmp_path: Path) -> None:
+    """CONTRACT §7: every migration applied logs event=document_migrated with both versions at DEBUG."""
+    events = write_events(
+        tmp_path / "in.jsonl",
+        change("insert", document=inventory_doc()),
+        change("insert", document=inventory_doc(_schema_version="v2", reserved_quantity=0)),
+        change("update", document=inventory_doc()),
+    )
+    for level, expected in (("DEBUG", 2), ("INFO", 0)):
+        config = tmp_path / f"{level}.yaml"
+        config.write_text(f"logging: {{level: {level}}}\n")
+        result = run("replay", str(events), "--config", str(config), "--output", str(tmp_path / "o.jsonl"))
+        assert result.returncode == 0, result.stderr
+        logs = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith(b"{")]
+        migrated = [entry for entry in logs if entry["event"] == "document_migrated"]
+        assert len(migrated) == expected
+        assert all(e["from_version"] == "v1" and e["to_version"] == "v2" and e["level"] == "DEBUG" for e in migrated)
