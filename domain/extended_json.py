@@ -204,21 +204,20 @@ def _document(document: JsonObject) -> JsonValue:
             return _via_json_util(document)  # multi-key wrappers: rare, and json_util's rules are subtle
         except _NotAWrapper:
             pass
-    out: JsonObject = {}
+    out: JsonObject = dict(document)  # JSON keys are str; str/int/bool/None values stay as they are
     for key, item in document.items():  # inlined: one call per value would dominate the cost
         kind = type(item)
-        if kind is str or kind is int or kind is bool or item is None:
-            out[key] = item
-        elif kind is dict and len(item) == 1:  # type: ignore[arg-type]
-            for wrapper, value in item.items():  # type: ignore[union-attr]
+        if kind is dict:
+            if len(item) == 1:  # type: ignore[arg-type]
+                wrapper, value = next(iter(item.items()))  # type: ignore[union-attr]
                 single = _SINGLE.get(wrapper)
                 if single is not None:
                     try:
                         out[key] = single(value)
-                        break
+                        continue
                     except _NotAWrapper:
                         pass
-                out[key] = _document(item)  # type: ignore[arg-type]
-        else:
+            out[key] = _document(item)  # type: ignore[arg-type]
+        elif kind is list or kind is float:
             out[key] = extended_json_to_json(item)
     return out
