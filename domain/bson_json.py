@@ -150,7 +150,8 @@ def _uuid(value: uuid.UUID) -> str:
 
 
 def _timestamp(value: Timestamp) -> JsonValue:
-    return {"t": int(value.time), "i": int(value.inc)}
+    t, i = value.time, value.inc  # int() only for subclasses (a bool or Int64 passed to Timestamp)
+    return {"t": t if type(t) is int else int(t), "i": i if type(i) is int else int(i)}
 
 
 def _regex(value: Regex[Any] | re.Pattern[Any]) -> JsonValue:
@@ -202,6 +203,9 @@ def _document(value: Mapping[Any, Any]) -> JsonObject:
             continue
         if type(key) is not str:
             return _mapping(value)
+        if kind is dict:  # nested documents: no dispatch look-up, and nothing to catch
+            out[key] = _document(item)
+            continue
         converter = _DISPATCH.get(kind)
         if converter is None:
             out[key] = _convert(item)
