@@ -18,6 +18,7 @@ teardown of every loaded module is skipped. With the Google client libraries loa
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -83,8 +84,9 @@ def _leave(status: object) -> None:
         print(status, file=sys.stderr)
         code = 1
     atexit._run_exitfuncs()  # logging.shutdown and friends, in the usual order
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said there
+            stream.flush()
     os._exit(code)
 
 
