@@ -49,7 +49,12 @@ class PortUnavailable(OSError):
 
 
 class ProbeServer:
-    """Runs the probe app on a daemon thread; ``port`` 0 picks a free one (tests)."""
+    """Runs the probe app on a daemon thread; ``port`` 0 picks a free one (tests).
+
+    The serving loop looks for a stop request every ``POLL_S``; socketserver's default (0.5 s) was
+    up to half a second added to every exit. Twenty idle wake-ups a second cost nothing measurable."""
+
+    POLL_S = 0.05
 
     def __init__(self, app: ProbeApp, *, host: str = "0.0.0.0", port: int = 8080) -> None:
         # Bind here, not in werkzeug: on a busy port werkzeug prints two lines of its own and exits.
@@ -61,7 +66,9 @@ class ProbeServer:
             raise PortUnavailable(f"cannot listen on {host}:{port} ({reason}); set PORT to a free port") from None
         with listener:  # werkzeug serves a duplicate of it
             self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, fd=listener.fileno())
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http-probes", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": self.POLL_S}, name="http-probes", daemon=True
+        )
 
     @property
     def port(self) -> int:

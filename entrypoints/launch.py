@@ -8,10 +8,17 @@ command subscribes with :func:`listen` once it can drain, and a signal that came
 before it reads anything (exit 0). Other commands keep the default behaviour (Ctrl-C interrupts).
 
 Only the standard library is imported here, so the handler is in place within milliseconds.
+
+When ``run`` has finished (final checkpoint written, exit code known) the process leaves through
+:func:`_leave`: exit handlers run and the standard streams are flushed, but the interpreter's
+teardown of every loaded module is skipped. With the Google client libraries loaded that teardown is
+~0.3 s of CPU (over a second of wall time on a busy machine) with nothing left to protect.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -67,13 +74,36 @@ def _subcommand(argv: list[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+def _leave(status: object) -> None:
+    """Exit with ``SystemExit`` status ``status`` as ``sys.exit`` would, minus the module teardown."""
+    if status is None:
+        code = 0
+    elif isinstance(status, int):
+        code = status
+    else:  # sys.exit("message"): printed, exit 1
+        print(status, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()  # logging.shutdown and friends, in the usual order
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said there
+            stream.flush()
+    os._exit(code)
+
+
 def main() -> None:
     """Console-script entry point (``connector``)."""
-    if _subcommand(sys.argv[1:]) == "run":
+    run = _subcommand(sys.argv[1:]) == "run"
+    if run:
         install()
     from entrypoints.cli import main as cli_main
 
-    cli_main()
+    if not run:
+        cli_main()
+        return
+    try:
+        cli_main()
+    except SystemExit as done:  # click ends every command this way, success included
+        _leave(done.code)
 
 
 if __name__ == "__main__":  # ``python -m entrypoints.launch``: use the one importable copy of this module's state

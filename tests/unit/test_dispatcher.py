@@ -63,6 +63,19 @@ def test_a_keys_later_messages_wait_for_its_request_in_flight_then_go_together()
     assert harness.settled == [[0], [1, 2, 3, 4]]  # one settle per request, all its messages together
 
 
+def test_keys_wait_for_a_free_slot_and_their_requests_grow_meanwhile() -> None:
+    harness = Harness(limits=BatchLimits(max_requests=2))
+    harness.submit([message(0, "a"), message(1, "b"), message(2, "c")])
+    harness.submit([message(3, "c"), message(4, "a")])
+    sent = [(r.ordering_key, [m.event_id for m in r.messages]) for r in harness.fake.requests]
+    assert sent == [("a", ["e0"]), ("b", ["e1"])] and harness.fake.in_flight == 2  # c waits, its queue grows
+    harness.clock.run_all()
+    sent = [(r.ordering_key, [m.event_id for m in r.messages]) for r in harness.fake.requests]
+    assert sent[2:] == [("c", ["e2", "e3"]), ("a", ["e4"])]  # c cut when a slot freed: both hand-overs at once
+    assert sorted(seq for request in harness.settled for seq in request) == [0, 1, 2, 3, 4]
+    assert harness.dispatcher.in_flight == 0 and not harness.fake.refused
+
+
 def test_a_fatal_error_is_reported_and_not_retried() -> None:
     harness = Harness(faults=Faults(fatal_rate=1.0))
     harness.submit([message(0, "k"), message(1, "k")])
