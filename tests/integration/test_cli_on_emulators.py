@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from adapters import gcp_emulators
 from adapters.simulator import WorkloadSpec, generate_events
 
-from .test_run_end_to_end import CONNECTOR, Deployment
+from .test_run_end_to_end import CONNECTOR, STOP_WAIT_S, Deployment
 
 
 def connector(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -90,7 +90,7 @@ def test_metrics_are_valid_prometheus_text_while_running(deployment: Deployment)
         health = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
         assert health.status == 200
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=STOP_WAIT_S) == 0
     finally:
         if process.poll() is None:
             process.kill()

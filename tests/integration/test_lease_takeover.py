@@ -25,7 +25,7 @@ from adapters.simulator import WorkloadSpec, generate_events
 from application.ports import Checkpoint, StaleCheckpoint
 from domain.change_event import ResumeToken
 
-from .test_run_end_to_end import CONNECTOR, Deployment, pull_all
+from .test_run_end_to_end import CONNECTOR, STOP_WAIT_S, Deployment, pull_all
 
 LEASE_SECONDS = 3
 
@@ -127,7 +127,7 @@ def test_standby_takes_over_and_the_fenced_out_checkpoint_is_refused(
 
         stopping = time.monotonic()
         second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=10) == 0
+        assert second.wait(timeout=STOP_WAIT_S) == 0
         assert time.monotonic() - stopping < 10
         final = store.load("warehouse")
         assert final is not None and final.token.data == events[699]["_id"]["_data"]

@@ -21,7 +21,7 @@ from adapters import gcp_emulators
 
 from .test_lease_takeover import probe, published, wait_for
 from .test_reliability import EVENTS, prepare, record, verify
-from .test_run_end_to_end import CONNECTOR, Deployment
+from .test_run_end_to_end import CONNECTOR, STOP_WAIT_S, Deployment
 
 OUTAGE_SECONDS = float(os.environ.get("CONNECTOR_TEST_CHAOS_OUTAGE_S", "8"))
 
@@ -77,7 +77,7 @@ def test_pubsub_outage_is_retried_and_reported(tmp_path: Path, unique: str, own_
         back = wait_for(lambda: probe(port, "/readiness")[0] == 200, 120, "readiness back to 200")
         wait_for(lambda: published(port) >= sum(len(ids) for ids in expected.values()), 300, "everything published")
         process.terminate()
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=STOP_WAIT_S) == 0
     finally:
         stop.set()
         if process.poll() is None:
@@ -137,7 +137,7 @@ def test_firestore_outage_keeps_publishing_and_checkpoints_resume(
         wait_for(lambda: (c := store.load("warehouse")) is not None and c.token is not None and c.token.data == last,
                  60, "the checkpoint to catch up")  # fmt: skip
         process.terminate()
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=STOP_WAIT_S) == 0
     finally:
         if process.poll() is None:
             process.kill()

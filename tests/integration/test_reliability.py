@@ -24,7 +24,7 @@ from google.cloud import pubsub_v1
 
 from adapters import gcp_emulators
 
-from .test_run_end_to_end import CONNECTOR, Deployment, connector
+from .test_run_end_to_end import CONNECTOR, STOP_WAIT_S, Deployment, connector
 
 TRIALS = int(os.environ.get("CONNECTOR_TEST_CHAOS_TRIALS", "3"))
 EVENTS = int(os.environ.get("CONNECTOR_TEST_CHAOS_EVENTS", "6000"))
@@ -137,7 +137,7 @@ def test_graceful_stop_and_restart_publishes_no_duplicate(deployment: Deployment
             process.wait(timeout=rng.uniform(1.0, 3.0))
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=10) == 0
+            assert process.wait(timeout=STOP_WAIT_S) == 0
     final = connector("run", "--config", str(deployment.config), env=deployment.env, timeout=600)
     assert final.returncode == 0
     figures = verify(deployment, expected)
