@@ -342,7 +342,12 @@ class ProcessingStep:
             include_before=self._settings.include_before and not too_large,
         )
         if too_large:
-            envelope["update_description"] = None
+            _strip(envelope)
+        data = encode(envelope)
+        oversized = len(data) > self._settings.max_message_bytes
+        if oversized:  # Pub/Sub refuses it (InvalidArgument, fatal): send it as a too_large one is sent
+            _strip(envelope)
+            data = encode(envelope)
         attributes = build_attributes(
             event=event,
             event_id_=eid,
@@ -354,10 +359,11 @@ class ProcessingStep:
         if rejected.source_version is not None:
             attributes["source_schema_version"] = rejected.source_version
         attributes["reason"] = rejected.reason.value
-        attributes["error"] = "; ".join(rejected.errors)[:MAX_ATTRIBUTE_CHARS]
+        errors = rejected.errors + (("document omitted: over the message size limit",) if oversized else ())
+        attributes["error"] = "; ".join(errors)[:MAX_ATTRIBUTE_CHARS]
         return OutboundMessage(
             topic=topic,
-            data=encode(envelope),
+            data=data,
             ordering_key=self._ordering_key(event, route.collection),
             attributes=attributes,
             event_id=eid,
@@ -372,6 +378,13 @@ class ProcessingStep:
             resume_token=event.token.data,
         )
         return Skip(event=event, reason=reason)
+
+
+def _strip(envelope: JsonObject) -> None:
+    """A dead letter without the document's content: what still fits when the whole one would not."""
+    envelope["document"] = None
+    envelope["update_description"] = None
+    envelope.pop("document_before", None)
 
 
 def _texts(violations: tuple[SchemaViolation, ...]) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from application.outcomes import Publish, Reject, RejectReason, Skip, SkipReason
 from application.processing import ProcessingSettings, ProcessingStep, StreamRoute
 from domain.bson_json import bson_to_json
 from domain.change_event import ChangeEvent, parse_change_event
-from domain.envelope import OrderingStrategy, event_id
+from domain.envelope import MAX_MESSAGE_BYTES, OrderingStrategy, event_id
 from domain.migration import SchemaMigrator
 from tests.builders import DROP, change, inventory_doc
 
@@ -133,6 +133,28 @@ def test_too_large_message_is_rejected_and_dead_letter_has_no_document() -> None
     assert isinstance(outcome, Reject) and outcome.reason is RejectReason.TOO_LARGE
     assert outcome.dead_letter is not None
     assert orjson.loads(outcome.dead_letter.data)["document"] is None
+
+
+def test_an_invalid_document_over_the_limit_dead_letters_without_its_content() -> None:
+    # Sent whole, Pub/Sub would answer InvalidArgument: fatal, and the worker would crash-loop on it.
+    big = inventory_doc(quantity="many", notes="x" * MAX_MESSAGE_BYTES)
+    raw = change("update", document=big, fullDocumentBeforeChange=big,
+                 updateDescription={"updatedFields": {"notes": big["notes"]}, "removedFields": []})  # fmt: skip
+    outcome = make_step(dead_letter_topic="dlq", include_before=True).process(event(raw))
+    assert isinstance(outcome, Reject) and outcome.reason is RejectReason.VALIDATION_FAILED
+    assert outcome.dead_letter is not None and len(outcome.dead_letter.data) <= MAX_MESSAGE_BYTES
+    data = orjson.loads(outcome.dead_letter.data)
+    assert data["document"] is None and data["update_description"] is None and "document_before" not in data
+    assert data["document_key"] == {"_id": "65f1a2b3c4d5e6f708192a3b"}
+    assert outcome.dead_letter.attributes["reason"] == "validation_failed"
+    assert "document omitted" in outcome.dead_letter.attributes["error"]
+
+
+def test_a_small_invalid_document_dead_letters_whole() -> None:
+    outcome = make_step(dead_letter_topic="dlq").process(event(change("insert", document=inventory_doc(quantity="x"))))
+    assert isinstance(outcome, Reject) and outcome.dead_letter is not None
+    assert orjson.loads(outcome.dead_letter.data)["document"]["quantity"] == "x"
+    assert "document omitted" not in outcome.dead_letter.attributes["error"]
 
 
 def test_delete_and_null_lookup_publish_without_document() -> None:
