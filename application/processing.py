@@ -71,7 +71,9 @@ class _Conformance:
     schema: SchemaInfo
 
 
-class _Rejected(Exception):
+class DocumentRejected(Exception):
+    """Why the schema step refused a document: the reason consumers see and the errors behind it."""
+
     def __init__(
         self,
         reason: RejectReason,
@@ -133,8 +135,8 @@ class ProcessingStep:
         schema: SchemaInfo | None = None
         if document is not None and route.document_type is not None:
             try:
-                document, schema = self._conform(route.document_type, document)
-            except _Rejected as rejected:
+                document, schema = self.conform(route.document_type, document)
+            except DocumentRejected as rejected:
                 return self._reject(event, route, document, rejected)
         eid = event_id(event.token.data)
         correlation = correlation_id_of(document, eid)
@@ -149,7 +151,7 @@ class ProcessingStep:
         )
         data = encode(envelope)
         if len(data) > self._settings.max_message_bytes:
-            too_large = _Rejected(
+            too_large = DocumentRejected(
                 RejectReason.TOO_LARGE,
                 (f"message is {len(data)} bytes; the limit is {self._settings.max_message_bytes}",),
                 None if schema is None else schema.source_version,
@@ -172,8 +174,11 @@ class ProcessingStep:
         )
         return Publish(event=event, messages=(message,))
 
-    def _conform(self, document_type: str, document: JsonObject) -> tuple[JsonObject, SchemaInfo]:
-        """Validate, migrate to the newest version, validate again; raise ``_Rejected`` on failure.
+    def conform(
+        self, document_type: str, document: JsonObject, to_version: str | None = None
+    ) -> tuple[JsonObject, SchemaInfo]:
+        """Validate, migrate (to the newest version by default), validate again; raise ``DocumentRejected``.
+        The library calls this too, so a batch script judges a document exactly as the connector does.
 
         A declared, registered version (nearly every document) takes the resolved ``_Conformance`` of
         its (type, version): compiled checks, target and ``SchemaInfo`` looked up once. Only a failing
@@ -183,25 +188,31 @@ class ProcessingStep:
         conformance = self._conformances.get((document_type, declared)) if type(declared) is str else None
         if conformance is None:
             conformance, document = self._resolve(document_type, declared, document)
-        source, target = conformance.source, conformance.target
+        source = conformance.source
+        target = conformance.target if to_version is None else to_version
         if not conformance.source_check(document):  # (a detected version passes: detection checked it)
             violations = self._registry.validate(document_type=document_type, version=source, document=document)
-            raise _Rejected(RejectReason.VALIDATION_FAILED, _texts(violations), source, violations)
+            raise DocumentRejected(RejectReason.VALIDATION_FAILED, _texts(violations), source, violations)
         if source != target:
             try:
                 plan = self._migrator.plan(document_type=document_type, from_version=source, to_version=target)
                 document = plan.apply(document)
             except MigrationPathMissing as error:
-                raise _Rejected(RejectReason.MIGRATION_PATH_MISSING, (str(error),), source) from None
+                raise DocumentRejected(RejectReason.MIGRATION_PATH_MISSING, (str(error),), source) from None
             except MigrationFailed as error:
-                raise _Rejected(RejectReason.MIGRATION_FAILED, (str(error),), source) from None
-            if not conformance.target_check(document):
+                raise DocumentRejected(RejectReason.MIGRATION_FAILED, (str(error),), source) from None
+            if not (target == conformance.target and conformance.target_check(document)):
                 violations = self._registry.validate(document_type=document_type, version=target, document=document)
-                raise _Rejected(RejectReason.MIGRATION_RESULT_INVALID, _texts(violations), source, violations)
+                if violations:
+                    raise DocumentRejected(
+                        RejectReason.MIGRATION_RESULT_INVALID, _texts(violations), source, violations
+                    )
             debug = self._debug if self._debug_resolved else self._resolve_debug()
             if debug is not None:
                 debug("document_migrated", document_type=document_type, from_version=source, to_version=target)
-        return document, conformance.schema
+        if target == conformance.target:
+            return document, conformance.schema
+        return document, SchemaInfo(document_type=document_type, version=target, source_version=source)
 
     def _resolve(self, document_type: str, declared: object, document: JsonObject) -> tuple[_Conformance, JsonObject]:
         """The slow path: detect a missing version, refuse an unknown one, validate against the
@@ -211,12 +222,12 @@ class ProcessingStep:
             detected = registry.detect_version(document_type=document_type, document=document)
             if detected is None:
                 errors = _violations(registry, document_type, registry.newest(document_type), document)
-                raise _Rejected(RejectReason.SCHEMA_UNDETECTED, _texts(errors), None, errors)
+                raise DocumentRejected(RejectReason.SCHEMA_UNDETECTED, _texts(errors), None, errors)
             return self._conformance(document_type, detected), {**document, "_schema_version": detected}
         if not isinstance(declared, str) or not registry.has(document_type, declared):
             known = ", ".join(registry.versions(document_type))
             message = f"_schema_version {declared!r} is not a registered {document_type} version ({known})"
-            raise _Rejected(RejectReason.UNKNOWN_SCHEMA_VERSION, (message,), None)
+            raise DocumentRejected(RejectReason.UNKNOWN_SCHEMA_VERSION, (message,), None)
         return self._conformance(document_type, declared), document
 
     def _conformance(self, document_type: str, source: str) -> _Conformance:
@@ -290,7 +301,7 @@ class ProcessingStep:
         return OrderingKeys(strategy=settings.ordering, collection=collection, buckets=settings.ordering_buckets)
 
     def _reject(
-        self, event: ChangeEvent, route: StreamRoute, document: JsonObject | None, rejected: _Rejected
+        self, event: ChangeEvent, route: StreamRoute, document: JsonObject | None, rejected: DocumentRejected
     ) -> Reject:
         eid = event_id(event.token.data)
         correlation = correlation_id_of(document, eid)
@@ -326,7 +337,7 @@ class ProcessingStep:
         event: ChangeEvent,
         route: StreamRoute,
         document: JsonObject | None,
-        rejected: _Rejected,
+        rejected: DocumentRejected,
         topic: str,
         eid: str,
         correlation: str,

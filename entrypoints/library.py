@@ -21,22 +21,25 @@ from attrs import frozen
 
 from adapters.schema_files import load_registry
 from application.backfill import snapshot_event
-from application.outcomes import Publish, Reject
-from application.processing import ProcessingSettings, ProcessingStep, StreamRoute
+from application.outcomes import Publish, Reject, RejectReason
+from application.processing import DocumentRejected, ProcessingSettings, ProcessingStep, StreamRoute
 from domain.bson_json import bson_to_json
+from domain.change_event import ABSENT
 from domain.envelope import OrderingStrategy, OutboundMessage
 from domain.event_codec import decode_event_line
 from domain.json_types import JsonObject, JsonValue
-from domain.migration import MigrationError, SchemaMigrator
+from domain.migration import SchemaMigrator
 from domain.schema_registry import SchemaRegistry, SchemaViolation
 
 
 class InvalidDocument(ValueError):
-    """The document cannot be brought to the requested version; ``problems`` says why."""
+    """The document cannot be brought to the requested version; ``reason`` is the connector's reject
+    reason (``validation_failed``, ``unknown_schema_version``, ...) and ``problems`` the details."""
 
-    def __init__(self, message: str, problems: tuple[SchemaViolation, ...] = ()) -> None:
+    def __init__(self, message: str, problems: tuple[SchemaViolation, ...] = (), reason: str = "") -> None:
         super().__init__(message)
         self.problems = problems
+        self.reason = reason
 
 
 @frozen
@@ -49,6 +52,11 @@ class Toolkit:
         registry, migrator = load_registry(extra_directory=Path(schema_directory) if schema_directory else None)
         return cls(registry=registry, migrator=migrator)
 
+    @property
+    def _step(self) -> ProcessingStep:
+        """The connector's own processing step: the schema rules live there and only there."""
+        return ProcessingStep(settings=ProcessingSettings(routes={}), registry=self.registry, migrator=self.migrator)
+
     @staticmethod
     def to_json(value: object) -> JsonValue:
         """A BSON value (as pymongo returns it) in the JSON form consumers receive."""
@@ -60,48 +68,33 @@ class Toolkit:
         return decode_event_line(text)
 
     def detect_version(self, document_type: str, document: JsonObject) -> str | None:
-        """The document's ``_schema_version``, or the newest version it satisfies when it has none."""
-        declared = document.get("_schema_version")
-        if isinstance(declared, str):
-            return declared
-        return self.registry.detect_version(document_type=document_type, document=document)
+        """The version the connector reads the document as: its ``_schema_version`` when that is a
+        registered version, the newest version it satisfies when it has none, else None."""
+        declared = document.get("_schema_version", ABSENT)
+        if declared is ABSENT:
+            return self.registry.detect_version(document_type=document_type, document=document)
+        return declared if isinstance(declared, str) and self.registry.has(document_type, declared) else None
 
     def validate(
         self, document_type: str, document: JsonObject, version: str | None = None
     ) -> tuple[SchemaViolation, ...]:
-        """Every violation against ``version`` (default: the document's own or detected version)."""
-        target = version or self.detect_version(document_type, document)
-        if target is None:
-            newest = self.registry.newest(document_type)
-            probe = {**document, "_schema_version": newest}
-            return self.registry.validate(document_type=document_type, version=newest, document=probe) or (
-                SchemaViolation(path="", message=f"no {document_type} version matches"),
-            )
-        return self.registry.validate(document_type=document_type, version=target, document=document)
+        """Every violation against ``version``; without one, what the connector would reject the
+        document for (``()`` exactly when it would publish it)."""
+        if version is not None:
+            return self.registry.validate(document_type=document_type, version=version, document=document)
+        try:
+            self._step.conform(document_type, document)
+        except DocumentRejected as rejected:
+            return rejected.violations or tuple(SchemaViolation(path="", message=error) for error in rejected.errors)
+        return ()
 
     def migrate(self, document_type: str, document: JsonObject, to_version: str | None = None) -> JsonObject:
         """Validate, migrate along the shortest path, validate the result; raise InvalidDocument."""
-        source = self.detect_version(document_type, document)
-        if source is None:
-            raise InvalidDocument(f"no {document_type} version matches", self.validate(document_type, document))
-        if not self.registry.has(document_type, source):
-            known = ", ".join(self.registry.versions(document_type))
-            raise InvalidDocument(f"{document_type} has no version {source!r} (known: {known})")
-        document = {**document, "_schema_version": source}
-        problems = self.registry.validate(document_type=document_type, version=source, document=document)
-        if problems:
-            raise InvalidDocument(f"invalid {document_type} {source}", problems)
-        target = to_version or self.registry.newest(document_type)
         try:
-            result = self.migrator.migrate(
-                document_type=document_type, document=document, from_version=source, to_version=target
-            )
-        except MigrationError as error:
-            raise InvalidDocument(str(error)) from error
-        problems = self.registry.validate(document_type=document_type, version=target, document=result.document)
-        if problems:
-            raise InvalidDocument(f"migrated document is invalid against {document_type} {target}", problems)
-        return result.document
+            migrated, _ = self._step.conform(document_type, document, to_version)
+        except DocumentRejected as rejected:
+            raise _invalid(document_type, rejected) from None
+        return migrated
 
     def message(
         self,
@@ -128,7 +121,9 @@ class Toolkit:
         )
         outcome = step.process(snapshot_event(database=database, collection=collection, document=document))
         if isinstance(outcome, Reject):
-            raise InvalidDocument(f"{outcome.reason.value}: {'; '.join(outcome.errors)}", outcome.violations)
+            raise InvalidDocument(
+                f"{outcome.reason.value}: {'; '.join(outcome.errors)}", outcome.violations, outcome.reason.value
+            )
         assert isinstance(outcome, Publish)
         return outcome.messages[0]
 
@@ -137,3 +132,14 @@ class Toolkit:
         """A message as replay prints it: ``{"topic", "ordering_key", "attributes", "data"}``."""
         return {"topic": message.topic, "ordering_key": message.ordering_key,
                 "attributes": dict(message.attributes), "data": orjson.loads(message.data)}  # fmt: skip
+
+
+def _invalid(document_type: str, rejected: DocumentRejected) -> InvalidDocument:
+    """``<reason>: <summary>``, the schema violations (if any) in ``problems``."""
+    if rejected.reason is RejectReason.SCHEMA_UNDETECTED:
+        summary = f"no {document_type} version matches"
+    elif rejected.violations:
+        summary = f"invalid {document_type} {rejected.source_version}"
+    else:
+        summary = "; ".join(rejected.errors)
+    return InvalidDocument(f"{rejected.reason.value}: {summary}", rejected.violations, rejected.reason.value)

@@ -150,7 +150,7 @@ def test_schemas_migrate_extended_json(tmp_path: Path) -> None:
         "last_updated": "2024-03-20T10:00:06.855Z",
         "reserved_quantity": 0,
     }
-    assert "#2: invalid inventory v1" in result.stderr and "/quantity" in result.stderr
+    assert "#2: validation_failed: invalid inventory v1" in result.stderr and "/quantity" in result.stderr
 
 
 def test_dot_env_in_the_working_directory_is_read_and_the_environment_wins(tmp_path: Path) -> None:
