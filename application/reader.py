@@ -10,6 +10,7 @@ before the invalid event and stops there.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable
 
@@ -22,8 +23,8 @@ from application.ports import ChangeSource, Clock, Heartbeat, Metrics, SourceErr
 from application.processing import ProcessingStep
 from application.run_control import PipelineSettings, RunControl, StopReason
 from application.watermark import Entry, WatermarkTracker
-from domain.change_event import ResumeToken
-from domain.envelope import event_id
+from domain.change_event import ChangeEvent, ResumeToken
+from domain.envelope import OutboundMessage, event_id
 
 log = structlog.get_logger("connector.pipeline")
 
@@ -48,6 +49,10 @@ class Reader:
         self._control, self._clock, self._metrics, self._health = control, clock, metrics, health
         self._settings = settings
         self.last_read: ResumeToken | None = None
+        # Decided once: building the per-event line's fields costs more than the event when nobody reads them.
+        level = logging.INFO if settings.event_log_level == "info" else logging.DEBUG
+        self._log_event = log.info if level == logging.INFO else log.debug
+        self._events_logged = log.is_enabled_for(level)
 
     def run(self, start: StartPosition) -> StopReason:
         position, attempt, first_failure = start, 0, None
@@ -111,6 +116,8 @@ class Reader:
                 dead_letter = False
                 if isinstance(outcome, Publish):
                     messages, counted = outcome.messages, True
+                    if self._events_logged:
+                        self._log_processed(event, messages[0])
                 elif isinstance(outcome, Reject):
                     rejected += 1
                     self._metrics.event_rejected(collection=collection, operation=event.operation,
@@ -147,6 +154,23 @@ class Reader:
             control.count(events=sum(reads.values()), rejected=rejected, skipped=skipped)
             for (collection, operation), count in reads.items():
                 self._metrics.event_read(collection=collection, operation=operation, count=count)
+
+    def _log_processed(self, event: ChangeEvent, message: OutboundMessage) -> None:
+        """The per-event line, as the message goes to the publisher: what an operator searches by."""
+        attributes = message.attributes
+        fields = {
+            "event_id": message.event_id,
+            "correlation_id": attributes.get("correlation_id"),
+            "collection": event.collection,
+            "operation": event.operation,
+            "document_id": event.document_id,
+            "schema_version": attributes.get("schema_version"),
+            "topic": message.topic,
+        }
+        document = event.full_document
+        if isinstance(document, dict) and "warehouse_id" in document:
+            fields["warehouse_id"] = document["warehouse_id"]
+        self._log_event("event_processed", **fields)
 
     def _hand_over(self, entries: list[Entry], parcels: list[Parcel]) -> None:
         if entries:

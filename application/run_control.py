@@ -41,6 +41,7 @@ class PipelineSettings:
     summary_interval_s: float = 30.0
     stall_after_s: float = 5.0  # readiness fails when nothing was acknowledged this long with messages in flight
     batch_max_messages: int = 1000  # per Publish request
+    event_log_level: str = "debug"  # the per-event line's level (logging.events): debug or info
 
 
 @frozen

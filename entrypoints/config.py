@@ -152,6 +152,7 @@ class RetryConfig:
 class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "json"
+    events: Literal["debug", "info"] = "debug"  # the level of the per-event line (not in CONTRACT §4)
 
 
 @frozen

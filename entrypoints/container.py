@@ -211,6 +211,7 @@ def _pipeline_factory(
     on_invalid: str,
     retry: RetryPolicy,
     store_calls: StoreCalls,
+    event_log_level: str = "debug",
 ) -> Any:
     by_id = {unit.stream_id: unit for unit in units}
 
@@ -223,6 +224,7 @@ def _pipeline_factory(
             retry=retry,
             generation=generation,
             batch_max_messages=pubsub["batch_max_messages"],
+            event_log_level=event_log_level,
         )
         return Pipeline(
             source=source(by_id[stream_id]),
@@ -320,6 +322,7 @@ class Container(containers.DeclarativeContainer):
         on_invalid=config.schemas.on_invalid,
         retry=retry,
         store_calls=providers.Singleton(StoreThread),
+        event_log_level=config.logging.events,
     )
     worker_settings = providers.Singleton(
         WorkerSettings,
