@@ -93,7 +93,7 @@ class RunControl:
                 self.fatal = (message, recovery)
         if first:
             log.error("worker_stopping", error=message, recovery=recovery or None)
-            self._health.fail("worker", message)
+            self._health.died(message)  # /health is 503 from now on, while draining too
             self._on_fatal()
 
     def count(self, *, events: int = 0, published: int = 0, rejected: int = 0, skipped: int = 0) -> None:

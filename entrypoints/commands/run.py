@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import click
 import structlog
 
 from adapters.schema_files import SchemaLoadError
-from application.pipeline import StopReason
-from application.worker import StreamWorker
-from entrypoints import launch
+from application.pipeline import RunResult, StopReason
 from entrypoints.cli import WorkFailed, cli, handle_errors, load
 from entrypoints.config import ConfigError
 from entrypoints.container import build_container
 from entrypoints.http_server import ProbeApp, ProbeServer
 from entrypoints.logging_setup import configure_logging
+from entrypoints.shutdown import GracefulStop
 
 log = structlog.get_logger("connector.run")
 
@@ -34,19 +32,8 @@ def run_command(config_path: str | None) -> None:
     Example:
       CONNECTOR_SOURCE=jsonl CONNECTOR_JSONL__PATH=events.jsonl connector run --config config.yaml
     """
-    stop_requested: list[int] = []
-    worker_ref: list[StreamWorker] = []
-
-    def on_signal(signum: int) -> None:
-        log.info("stop_requested", signal=signal.Signals(signum).name)
-        if stop_requested and not worker_ref:
-            sys.exit(0)  # a second signal before the worker exists: nothing to drain yet
-        stop_requested.append(signum)
-        if worker_ref:
-            worker_ref[0].request_stop()
-
-    # A signal since process start (entrypoints/launch.py remembered it) must still mean "stop cleanly, exit 0".
-    launch.listen(on_signal)
+    stop = GracefulStop()
+    stop.listen()  # a signal since process start (entrypoints/launch.py remembered it) stops cleanly, exit 0
     config = load(config_path)
     configure_logging(level=config.logging.level, fmt=config.logging.format)
     container = build_container(config)
@@ -55,11 +42,10 @@ def run_command(config_path: str | None) -> None:
     except SchemaLoadError as error:
         raise ConfigError(str(error)) from None
     worker = container.worker()
-    worker_ref.append(worker)
-    if stop_requested:
-        worker.request_stop()
+    health = container.health()
+    stop.attach(worker.request_stop)
     server = ProbeServer(
-        ProbeApp(health=container.health(), registry=container.metrics().registry),
+        ProbeApp(health=health, registry=container.metrics().registry),
         host=config.http.host,
         port=config.http.port,
     ).start()
@@ -71,15 +57,25 @@ def run_command(config_path: str | None) -> None:
         topics=[s.topic for s in config.streams],
         port=server.port,
     )
+
+    def work() -> RunResult:
+        try:
+            return worker.run()
+        finally:
+            container.publisher().close()  # flushes: Pub/Sub may hang here too, so it is inside the deadline
+
     try:
-        result = worker.run()
+        result = stop.run(work, death=lambda: None if health.alive else health.failing.get("worker", "worker died"))
+        if result.reason in (StopReason.FATAL, StopReason.INVALID_DOCUMENT):
+            health.died(result.error or "worker stopped")  # /health says so while the probes still answer
+    except BaseException as error:
+        health.died(f"worker crashed: {type(error).__name__}: {error}")
+        raise
     finally:
-        container.publisher().close()
         server.stop()
     log.info("connector_stopped", reason=result.reason.value, events=result.events,
              checkpoint=None if result.checkpoint is None else result.checkpoint.data)  # fmt: skip
     if result.reason in (StopReason.FATAL, StopReason.INVALID_DOCUMENT):
-        container.health().died(result.error or "worker stopped")
         hint = f"; {result.recovery}" if result.recovery else ""
         raise WorkFailed(f"{result.error}{hint}")
     sys.stdout.flush()
