@@ -118,36 +118,42 @@ class StreamWorker:
 
     def _acquire(self) -> Lease | None:
         settings = self._settings
-        announced = False
+        announced: str | None = None  # the state last logged: a line per change, not per retry
         candidates = settings.candidates
         for stream_id in candidates:  # every instance reports every unit, so "no unit owner" is a sum of zeros
             self._metrics.lease_owned(unit=stream_id, owned=False)
         while not self._stop.is_set():
+            unreachable: TokenStoreError | None = None
+            held = 0
             for stream_id in candidates:
-                lease = self._try_lease(stream_id)
-                if lease is not None:
-                    self._stream_id = stream_id
-                    self._lease = lease
-                    self._metrics.lease_owned(unit=stream_id, owned=True, generation=lease.generation)
-                    self._health.ok("lease")
-                    log.info("lease_acquired", stream=stream_id, generation=lease.generation, owner=settings.owner)
-                    if len(candidates) > 1:
-                        log.info("stream_units", units=len(candidates), needs=f"{len(candidates)} instances")
-                    return lease
-            if not announced:
+                try:
+                    lease = self._store.acquire_lease(stream_id, owner=settings.owner, ttl_seconds=settings.lease_ttl_s)
+                except TokenStoreError as error:
+                    unreachable = error
+                    continue
+                if lease is None:
+                    held += 1
+                    continue
+                self._stream_id = stream_id
+                self._lease = lease
+                self._metrics.lease_owned(unit=stream_id, owned=True, generation=lease.generation)
+                self._health.ok("lease")
+                log.info("lease_acquired", stream=stream_id, generation=lease.generation, owner=settings.owner)
+                if len(candidates) > 1:
+                    log.info("stream_units", units=len(candidates), needs=f"{len(candidates)} instances")
+                return lease
+            if held == 0 and unreachable is not None:  # no answer at all: an outage, not another owner
+                if announced != "unreachable":
+                    log.warning("token_store_unreachable", error=str(unreachable),
+                                retrying_every_s=round(settings.lease_ttl_s / 3, 1))  # fmt: skip
+                    announced = "unreachable"
+                self._health.fail("lease", f"cannot take the lease, the token store is unreachable: {unreachable}")
+            elif announced != "standby":
                 log.info("standby", streams=list(candidates), reason="other instances hold every stream's lease")
                 self._health.fail("lease", "standby: other instances hold every stream's lease")
-                announced = True
+                announced = "standby"
             self._clock.wait_until(self._stop.is_set, settings.lease_ttl_s / 3)
         return None
-
-    def _try_lease(self, stream_id: str) -> Lease | None:
-        settings = self._settings
-        try:
-            return self._store.acquire_lease(stream_id, owner=settings.owner, ttl_seconds=settings.lease_ttl_s)
-        except TokenStoreError as error:
-            log.warning("lease_unavailable", stream=stream_id, error=str(error))
-            return None
 
     def _schedule_renewal(self) -> None:
         if self._lease is not None:  # keep renewing while draining after a stop request

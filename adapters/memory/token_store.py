@@ -56,6 +56,8 @@ class InMemoryTokenStore:
 
     def acquire_lease(self, stream_id: str, *, owner: str, ttl_seconds: float) -> Lease | None:
         with self._lock:
+            if self.down:
+                raise TokenStoreError("token store unavailable (injected)")
             now = self._now()
             lease = self.leases.get(stream_id)
             if lease is not None and lease.owner != owner and lease.expires_at > now:
