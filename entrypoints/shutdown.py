@@ -108,7 +108,7 @@ class GracefulStop:
         log.warning(
             "shutdown_deadline_passed",
             seconds=self._deadline_s,
-            unfinished="final checkpoint or lease release: Firestore or Pub/Sub did not answer",
+            unfinished="a Firestore or Pub/Sub call did not answer (final checkpoint, lease release or flush)",
             recovery="nothing is lost: the next start re-publishes from the last stored checkpoint, "
             "and waits up to token_store.lease_seconds for this instance's lease",
         )
