@@ -45,8 +45,11 @@ class GracefulStop:
     ``attach`` the worker's stop request once the worker exists.
     """
 
-    def __init__(self, *, deadline_s: float = STOP_DEADLINE_S) -> None:
+    def __init__(
+        self, *, deadline_s: float = STOP_DEADLINE_S, exit_process: Callable[[int], None] | None = None
+    ) -> None:
         self._deadline_s = deadline_s
+        self._exit = exit_process or _exit
         self._requested_at: float | None = None
         self._request_stop: Callable[[], None] | None = None
 
@@ -56,18 +59,19 @@ class GracefulStop:
 
     def listen(self) -> None:
         """Take over SIGTERM/SIGINT from :mod:`entrypoints.launch`, which remembered any that came early."""
-        launch.listen(self._on_signal)
+        launch.listen(self.on_signal)
 
     def attach(self, request_stop: Callable[[], None]) -> None:
         self._request_stop = request_stop
         if self.requested:
             request_stop()
 
-    def _on_signal(self, signum: int) -> None:
+    def on_signal(self, signum: int) -> None:
+        """The handler :func:`listen` installs (runs on the main thread)."""
         name = signal.Signals(signum).name
         if self.requested:
             log.warning("stop_forced", signal=name, recovery="the next start resumes from the last stored checkpoint")
-            _exit(0)
+            self._exit(0)
         self._requested_at = time.monotonic()
         log.info("stop_requested", signal=name)
         if self._request_stop is not None:
@@ -114,8 +118,8 @@ class GracefulStop:
         )
         if death is not None and not self.requested:
             print(f"error: {redact(death)}", file=sys.stderr)
-            _exit(1)
-        _exit(0)
+            self._exit(1)
+        self._exit(0)
 
 
 def _exit(code: int) -> None:
