@@ -90,7 +90,10 @@ class ProcessingStep:
     """Turns change events into outcomes; holds no per-event state (only look-ups resolved once), so it is
     safe to share."""
 
-    def __init__(self, *, settings: ProcessingSettings, registry: SchemaRegistry, migrator: SchemaMigrator) -> None:
+    def __init__(
+        self, *, settings: ProcessingSettings, registry: SchemaRegistry, migrator: SchemaMigrator, quiet: bool = False
+    ) -> None:
+        """``quiet``: no DEBUG lines (the library's step: a batch script's stdout is its output)."""
         self._settings = settings
         self._registry = registry
         self._migrator = migrator
@@ -98,7 +101,7 @@ class ProcessingStep:
         # whichever thread gets there first: a lost race only builds an equal entry twice.
         self._conformances: dict[tuple[str, object], _Conformance] = {}
         self._debug: Callable[..., object] | None = None
-        self._debug_resolved = False
+        self._debug_resolved = quiet
         self._ordering_keys = {
             route.collection: self._new_ordering_keys(route.collection) for route in settings.routes.values()
         }

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-from attrs import frozen
+from attrs import field, frozen
 
 from adapters.schema_files import load_registry
 from application.backfill import snapshot_event
@@ -46,16 +46,18 @@ class InvalidDocument(ValueError):
 class Toolkit:
     registry: SchemaRegistry
     migrator: SchemaMigrator
+    _step: ProcessingStep = field(init=False, repr=False, eq=False)
+
+    @_step.default
+    def _connector_step(self) -> ProcessingStep:
+        """The connector's own processing step: the schema rules live there and only there."""
+        settings = ProcessingSettings(routes={})
+        return ProcessingStep(settings=settings, registry=self.registry, migrator=self.migrator, quiet=True)
 
     @classmethod
     def load(cls, schema_directory: str | Path | None = None) -> Toolkit:
         registry, migrator = load_registry(extra_directory=Path(schema_directory) if schema_directory else None)
         return cls(registry=registry, migrator=migrator)
-
-    @property
-    def _step(self) -> ProcessingStep:
-        """The connector's own processing step: the schema rules live there and only there."""
-        return ProcessingStep(settings=ProcessingSettings(routes={}), registry=self.registry, migrator=self.migrator)
 
     @staticmethod
     def to_json(value: object) -> JsonValue:
