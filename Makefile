@@ -2,18 +2,29 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The lock files pin every dependency with its hashes; pyproject.toml keeps the ranges they come from.
+LOCKS  := requirements.txt requirements-dev.txt
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCKS) | cksum | cut -d' ' -f1)
+COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command "make lock"
 
-.PHONY: install test lint typecheck layers unit integration run bench chaos clean
+.PHONY: install lock test lint typecheck layers unit integration run bench chaos clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP):  # named by the checksum of pyproject.toml and the locks: a change to either reinstalls
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+
+# After editing dependencies in pyproject.toml: refresh both locks (newest versions within the ranges).
+lock: install
+	$(COMPILE) --upgrade -o requirements.txt
+	$(COMPILE) --upgrade --extra dev -o requirements-dev.txt
+	@$(MAKE) --no-print-directory install
 
 lint: install
 	$(BIN)/ruff check domain application adapters entrypoints schemas tests bench examples

@@ -15,26 +15,40 @@ Choices, each from a failure mode users of other connectors have hit:
   ``batch_latency_s`` after the first, and handed on as soon as the stream has nothing more at hand.
 - We always resume with ``startAfter``: it accepts every token ``resumeAfter`` does and also the
   token of an ``invalidate``, after which the stream continues.
-- pymongo already retries a resumable error once; anything resumable after that goes back to the
-  pipeline's backoff. History lost (286), fatal (280), invalid token (260) and BSONObjectTooLarge
-  (10334) are never retried and never "fixed" by silently starting from now: the worker stops and
-  says how to move the token.
+- pymongo already resumes once after a resumable error (with ``resumeAfter``); what fails after that
+  is classified by ``adapters.mongo_errors`` (the driver's change-stream rules): resumable errors go
+  back to the pipeline's backoff, the rest stop the worker with the command that recovers.
+- A cursor the server closes (id 0) without an ``invalidate`` is not the end of a live stream: the
+  stream is reopened after the last token, and a line says so.
+- A change event we cannot parse stops the worker once, with the ``tokens set --token`` command that
+  skips exactly that event (``malformed_event``): retrying would loop on it forever, and skipping it
+  silently would lose it. The README documents the choice.
+- The first item is yielded as soon as the aggregate answered (the pipeline reports the stream open
+  on it): the start token at once when there is one, else the first post-batch token.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import structlog
 from bson import Timestamp
 from pymongo import errors as pymongo_errors
 
-from application.event_flow import EventInputError
+from adapters.mongo_errors import (
+    EXPANDED_EVENTS_MIN_WIRE_VERSION,
+    NON_RESUMABLE_TRIES,
+    SPLIT_EVENTS_MIN_WIRE_VERSION,
+    classify,
+    is_resumable,
+    pre_images_unsupported,
+)
 from application.ports import Heartbeat, SourceBatch, SourceError, SourceEvent, SourceItem, StartPosition
 from domain.bson_json import bson_to_json
 from domain.change_event import (
+    ChangeEvent,
     ClusterTime,
     MalformedEventError,
     OperationKind,
@@ -45,19 +59,10 @@ from domain.partitions import StreamUnit, plan_units
 from domain.redaction import redact
 from domain.split_events import SplitEventAssembler, SplitEventError
 
-log = structlog.get_logger("connector.mongodb")
 
-SPLIT_EVENTS_MIN_WIRE_VERSION = 21  # MongoDB 7.0
-EXPANDED_EVENTS_MIN_WIRE_VERSION = 17  # MongoDB 6.0
-
-HISTORY_LOST, FATAL, INVALID_TOKEN, TOO_LARGE = 286, 280, 260, 10334
-_FATAL_CODES = {
-    HISTORY_LOST: "the stored resume token has fallen off the oplog (ChangeStreamHistoryLost)",
-    FATAL: "the change stream cannot continue (ChangeStreamFatalError)",
-    INVALID_TOKEN: "the stored resume token is not valid for this deployment (InvalidResumeToken)",
-    TOO_LARGE: "an event exceeds 16 MB (BSONObjectTooLarge)",
-}
-_AUTH_CODES = {13: "not authorized", 18: "authentication failed"}
+def _log() -> Any:
+    """For the stream's rare lines: a fresh logger, bound at use (so tests can capture the lines)."""
+    return structlog.get_logger("connector.mongodb")
 
 
 def cluster_time_of_token(data: str) -> ClusterTime | None:
@@ -77,39 +82,6 @@ def _token_document(token: ResumeToken) -> dict[str, Any]:
     if token.type_bits is not None:
         document["_typeBits"] = base64.b64decode(token.type_bits)
     return document
-
-
-def classify(error: BaseException, *, stream_id: str) -> SourceError:
-    """A pymongo error as a SourceError: retryable, or fatal with the command that recovers."""
-    text = redact(str(error))
-    if isinstance(error, pymongo_errors.OperationFailure):
-        code = error.code or 0
-        if code in _FATAL_CODES:
-            if code == TOO_LARGE:
-                recovery = (
-                    "use MongoDB 7.0+ (events are then split), or set mongodb.full_document_before_change to off; "
-                    f"to skip the event: connector admin tokens set {stream_id} --at <a time after it>"
-                )
-            else:
-                recovery = (
-                    f"move the position: connector admin tokens set {stream_id} --at <RFC 3339 time within the "
-                    f"oplog window> (then backfill what was missed), or connector admin tokens reset {stream_id} --yes"
-                )
-            return SourceError(f"{_FATAL_CODES[code]} (code {code}): {text}", retryable=False, recovery=recovery)
-        if code in _AUTH_CODES:
-            return SourceError(
-                f"MongoDB: {_AUTH_CODES[code]} (code {code}): {text}",
-                retryable=False,
-                recovery="check mongodb.uri credentials and the user's changeStream/find privileges",
-            )
-        if error.has_error_label("ResumableChangeStreamError") or error.has_error_label("RetryableWriteError"):
-            return SourceError(f"resumable change stream error (code {code}): {text}", retryable=True)
-        return SourceError(f"MongoDB operation failed (code {code}): {text}", retryable=True)
-    if isinstance(error, pymongo_errors.ConfigurationError | pymongo_errors.InvalidURI):
-        return SourceError(f"MongoDB configuration: {text}", retryable=False, recovery="fix mongodb.uri")
-    if isinstance(error, pymongo_errors.PyMongoError):
-        return SourceError(f"MongoDB unavailable: {type(error).__name__}: {text}", retryable=True)
-    return SourceError(f"{type(error).__name__}: {text}", retryable=True)
 
 
 def unit_filter(unit: StreamUnit) -> dict[str, Any]:
@@ -140,6 +112,8 @@ class MongoChangeSource:
     Watches one stream ``unit`` (see ``domain.partitions``); ``collections`` is the short form for
     the unpartitioned base unit of those collections."""
 
+    reports_open = True  # the first item comes as soon as the aggregate answered: readiness waits for it
+
     def __init__(
         self,
         *,
@@ -162,7 +136,8 @@ class MongoChangeSource:
         self._batch_size = batch_size
         self._max_await_time_ms = max_await_time_ms
         self._closed = False
-        self._stream: Any = None
+        self._failures = 0  # consecutive non-resumable failures; any item read resets it
+        self._position: ClusterTime | None = None
 
     def close(self) -> None:
         self._closed = True
@@ -192,69 +167,115 @@ class MongoChangeSource:
             kwargs["start_at_operation_time"] = Timestamp(start.at_time.seconds, start.at_time.increment)
         return pipeline, kwargs
 
+    @property
+    def position(self) -> ClusterTime | None:
+        """The cluster time of the last item read (what the oplog gauges measure the margin of)."""
+        return self._position
+
     def read(self, start: StartPosition) -> Iterator[SourceBatch]:
         self._closed = False
         position = start
+        assembler = SplitEventAssembler()  # kept across reopenings: pymongo resumes mid-split too
         try:
             wire_version = self._wire_version()
+            refused = pre_images_unsupported(self._before_change, wire_version)
+            if refused is not None:
+                raise refused
+            opened = False
             while not self._closed:
-                restart_after = yield from self._read_stream(position, wire_version)
-                if restart_after is None:
-                    return
-                log.info("change_stream_invalidated", resume_with="startAfter", token=restart_after.data)
-                position = StartPosition(start_after=restart_after)
-        except (SplitEventError, MalformedEventError, EventInputError) as error:
-            raise SourceError(f"unreadable change event: {error}", retryable=True) from None
+                position = yield from self._read_stream(position, wire_version, assembler, announce=not opened)
+                opened = True
+        except SplitEventError as error:
+            self._failures += 1  # fragments went missing: reread from the checkpoint, a bounded number of times
+            raise SourceError(
+                f"split event incomplete (try {self._failures}): {error}",
+                retryable=self._failures < NON_RESUMABLE_TRIES,
+                recovery="report it (README: Troubleshooting); the checkpoint is kept",
+            ) from None
         except pymongo_errors.PyMongoError as error:
-            raise classify(error, stream_id=self._unit.stream_id) from None
+            if not is_resumable(error):
+                self._failures += 1
+            raise classify(error, stream_id=self._unit.stream_id, failures=self._failures) from None
 
-    def _read_stream(self, start: StartPosition, wire_version: int) -> Iterator[SourceBatch]:
-        """Yield from one ``watch()``; return the invalidate token when the stream was invalidated."""
+    def _read_stream(
+        self, start: StartPosition, wire_version: int, assembler: SplitEventAssembler, *, announce: bool
+    ) -> Generator[SourceBatch, None, StartPosition]:
+        """Batches from one ``watch()``; return where to reopen (after an invalidate or a closed cursor)."""
         pipeline, kwargs = self.watch_arguments(start, wire_version)
-        assembler = SplitEventAssembler()
-        last_token: str | None = None  # of the last event or heartbeat yielded
+        last = start.start_after or start.resume_after  # of the last item yielded
         batch: list[SourceItem] = []
         opened = 0.0
         with self._client[self._database].watch(pipeline, **kwargs) as stream:
-            while not self._closed and stream.alive:
-                try:
+            if announce and last is not None:  # the aggregate answered: the stream is open (no progress yet)
+                yield [Heartbeat(last, cluster_time_of_token(last.data))]
+            try:
+                while not self._closed and stream.alive:
                     raw = stream.try_next()
-                except Exception:  # what was read before the failure still goes on (and gets checkpointed)
-                    if batch:
+                    if raw is None:
+                        token = stream.resume_token
+                        if token is not None and not assembler.pending:
+                            heartbeat = ResumeToken.from_json(bson_to_json(token))
+                            if last is None or heartbeat.data != last.data:
+                                last = heartbeat
+                                batch.append(self._heartbeat(heartbeat))
+                        if batch:
+                            yield batch
+                            batch = []
+                        continue
+                    event = self._whole(raw, assembler)
+                    if event is None:
+                        continue
+                    last = event.token
+                    self._failures, self._position = 0, event.cluster_time or self._position
+                    if not batch:
+                        opened = time.monotonic()
+                    batch.append(SourceEvent(event))
+                    if event.kind is OperationKind.INVALIDATE:
                         yield batch
-                    raise
-                if raw is None:
-                    token = stream.resume_token
-                    if token is not None and not assembler.pending:
-                        heartbeat = ResumeToken.from_json(bson_to_json(token))
-                        if heartbeat.data != last_token:
-                            last_token = heartbeat.data
-                            batch.append(Heartbeat(heartbeat, cluster_time_of_token(heartbeat.data)))
-                    if batch:
+                        _log().info("change_stream_invalidated", resume_with="startAfter", token=event.token.data)
+                        return StartPosition(start_after=event.token)
+                    if len(batch) >= self._batch_size or time.monotonic() - opened >= self._batch_latency_s:
                         yield batch
                         batch = []
-                    continue
-                try:
-                    mapped = bson_to_json(raw)
-                    assert isinstance(mapped, dict)
-                    whole = assembler.feed(mapped)
-                    if whole is None:
-                        continue
-                    event = parse_change_event(whole)
-                except Exception:
-                    if batch:
-                        yield batch
-                    raise
-                last_token = event.token.data
-                if not batch:
-                    opened = time.monotonic()
-                batch.append(SourceEvent(event))
-                if event.kind is OperationKind.INVALIDATE:
+            except Exception:  # what was read before the failure still goes on (and gets checkpointed)
+                if batch:
                     yield batch
-                    return event.token
-                if len(batch) >= self._batch_size or time.monotonic() - opened >= self._batch_latency_s:
-                    yield batch
-                    batch = []
-            if batch and not self._closed:
+                raise
+            if self._closed:
+                return start
+            if batch:
                 yield batch
-        return None
+            token = stream.resume_token
+        after = ResumeToken.from_json(bson_to_json(token)) if token is not None else last
+        _log().warning("change_stream_cursor_closed", reason="the server closed the cursor without an invalidate",
+                       resume_with="startAfter", token=None if after is None else after.data)  # fmt: skip
+        return start if after is None else StartPosition(start_after=after)
+
+    def _heartbeat(self, token: ResumeToken) -> Heartbeat:
+        """A post-batch token that moved: progress, so the count of failures in a row starts again."""
+        cluster_time = cluster_time_of_token(token.data)
+        self._failures, self._position = 0, cluster_time or self._position
+        return Heartbeat(token, cluster_time)
+
+    def _whole(self, raw: Any, assembler: SplitEventAssembler) -> ChangeEvent | None:
+        """The parsed event once whole; a malformed one stops the worker once (``malformed_event``)."""
+        mapped = bson_to_json(raw)
+        assert isinstance(mapped, dict)
+        whole = assembler.feed(mapped)
+        if whole is None:
+            return None
+        try:
+            return parse_change_event(whole)
+        except MalformedEventError as error:
+            token = whole.get("_id")
+            data = token.get("_data") if isinstance(token, dict) else None
+            skip = (
+                f"connector admin tokens set {self._unit.stream_id} --token {data}"
+                if isinstance(data, str)
+                else f"connector admin tokens set {self._unit.stream_id} --at <a time after it>"
+            )
+            raise SourceError(
+                f"malformed_event: change event {data or '<no token>'} cannot be read: {redact(str(error))}",
+                retryable=False,
+                recovery=f"to skip exactly this event: {skip}, then start again (README: Troubleshooting)",
+            ) from None

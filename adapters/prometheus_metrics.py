@@ -8,6 +8,7 @@ process's own RSS and CPU (a private registry gets no process collector unless i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +20,15 @@ from application.health import HealthState
 class PrometheusMetrics:
     """Counters by collection/operation/reason, publish latency, lag, checkpoint age, in-flight, retries."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, *, health: HealthState | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        health: HealthState | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.registry = registry or CollectorRegistry()
+        self._now = now
         r = self.registry
         ProcessCollector(registry=r)  # process_resident_memory_bytes, process_cpu_seconds_total, …
         self._read = Counter(
@@ -43,8 +51,13 @@ class PrometheusMetrics:
             registry=r,
         )
         self._lag = Gauge(
-            "connector_lag_seconds", "Now minus the cluster time of the last published event.", registry=r
+            "connector_lag_seconds",
+            "Now minus the cluster time of the last published event, or of the last heartbeat when caught up.",
+            registry=r,
         )
+        self._lag_position: float | None = None  # the cluster time lag is measured from, as Unix time
+        self._lag.set_function(self._lag_now)  # computed at scrape time: a stalled stream's lag grows
+        self._oplog: dict[str, Gauge] = {}  # registered once sampled: absent, never a misleading 0
         self._checkpoint_time = Gauge(
             "connector_last_checkpoint_timestamp_seconds", "Unix time of the last checkpoint written.", registry=r
         )
@@ -96,8 +109,25 @@ class PrometheusMetrics:
     def event_skipped(self, *, reason: str) -> None:
         self._skipped.labels(str(reason)).inc()
 
+    def _lag_now(self) -> float:
+        return 0.0 if self._lag_position is None else max(0.0, self._now() - self._lag_position)
+
     def lag(self, *, seconds: float) -> None:
-        self._lag.set(seconds)
+        self._lag_position = self._now() - seconds
+
+    def _oplog_gauge(self, name: str, text: str) -> Gauge:
+        gauge = self._oplog.get(name)
+        if gauge is None:
+            gauge = self._oplog[name] = Gauge(name, text, registry=self.registry)
+        return gauge
+
+    def oplog_window(self, *, seconds: float) -> None:
+        text = "Newest minus oldest oplog entry (MongoDB source, sampled every minute)."
+        self._oplog_gauge("connector_oplog_window_seconds", text).set(seconds)
+
+    def resume_margin(self, *, seconds: float) -> None:
+        text = "How long until the stream's read position falls off the oplog (sampled every minute)."
+        self._oplog_gauge("connector_resume_margin_seconds", text).set(seconds)
 
     def checkpoint_saved(self, *, at: datetime) -> None:
         self._last_checkpoint = at.timestamp()

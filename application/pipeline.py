@@ -153,7 +153,7 @@ class Pipeline:
         counters = control.counters
         saved = self._checkpointer.last_saved
         result = RunResult(reason=reason, events=counters.events, checkpoint=saved, error=error, recovery=recovery,
-                           drained=drained)  # fmt: skip
+                           drained=drained, usage_error=self._control.usage_error)  # fmt: skip
         log.info(
             "pipeline_stopped",
             reason=reason.value,

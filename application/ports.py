@@ -57,16 +57,22 @@ SourceBatch = Sequence[SourceItem]
 
 class SourceError(Exception):
     """A source failure. ``retryable`` ones are retried with backoff; the others stop the worker and
-    ``recovery`` says what an operator should do."""
+    ``recovery`` says what an operator should do. ``usage``: the deployment is wrong, not the data
+    (e.g. a server older than the supported floor), so the command exits as a usage error."""
 
-    def __init__(self, message: str, *, retryable: bool, recovery: str = "") -> None:
+    def __init__(self, message: str, *, retryable: bool, recovery: str = "", usage: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.recovery = recovery
+        self.usage = usage
 
 
 class ChangeSource(Protocol):
-    """A change stream (or a stand-in for one) for one stream id."""
+    """A change stream (or a stand-in for one) for one stream id.
+
+    A source whose opening can fail remotely (MongoDB) has ``reports_open = True`` and yields a batch
+    as soon as it is open: only then is the stream reported open (readiness). For the others the
+    stream is open once :meth:`read` is called."""
 
     def read(self, start: StartPosition) -> Iterator[SourceBatch]:
         """Yield non-empty batches of items in stream order from ``start``, each as soon as the source
@@ -261,3 +267,5 @@ class Metrics(Protocol):
     def retried(self, *, kind: str) -> None: ...
     def dead_lettered(self, *, collection: str, reason: str) -> None: ...
     def lease_owned(self, *, unit: str, owned: bool, generation: int | None = None) -> None: ...
+    def oplog_window(self, *, seconds: float) -> None: ...
+    def resume_margin(self, *, seconds: float) -> None: ...

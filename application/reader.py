@@ -59,9 +59,13 @@ class Reader:
         control = self._control
         while True:
             try:
-                self._health.set_stream_open(True)
+                opened = not getattr(self._source, "reports_open", False)  # else open once it yields
+                self._health.set_stream_open(opened)
                 for batch in self._source.read(position):
                     attempt, first_failure = 0, None
+                    if not opened:  # the source answered (for MongoDB: the change stream's aggregate did)
+                        opened = True
+                        self._health.set_stream_open(True)
                     if control.stopping():
                         break
                     if not self._handle(batch):
@@ -77,7 +81,7 @@ class Reader:
                 now = self._clock.monotonic()
                 first_failure = now if first_failure is None else first_failure
                 if not error.retryable or self._settings.retry.gave_up(first_failure, now):
-                    control.set_fatal(f"change stream failed: {error}", error.recovery)
+                    control.set_fatal(f"change stream failed: {error}", error.recovery, usage=error.usage)
                     return StopReason.FATAL
                 attempt += 1
                 self._metrics.retried(kind="source")

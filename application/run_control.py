@@ -52,6 +52,7 @@ class RunResult:
     error: str | None = None
     recovery: str | None = None
     drained: bool = True
+    usage_error: bool = False  # the deployment, not the data, is wrong (e.g. a server below the floor)
 
 
 @define
@@ -73,6 +74,7 @@ class RunControl:
         self.stop = threading.Event()
         self.hard_stop = threading.Event()
         self.fatal: tuple[str, str] | None = None
+        self.usage_error = False
         self.drain_pointless = False  # publishing or checkpointing itself is what failed
         self.counters = Counters()
 
@@ -84,13 +86,15 @@ class RunControl:
             self.hard_stop.set()
         self.stop.set()
 
-    def set_fatal(self, message: str, recovery: str, *, drain: bool = True) -> None:
+    def set_fatal(self, message: str, recovery: str, *, drain: bool = True, usage: bool = False) -> None:
+        """``usage``: the deployment is wrong (a server below the floor), so the command exits 2."""
         with self._lock:
             if not drain:
                 self.drain_pointless = True
             first = self.fatal is None
             if first:
                 self.fatal = (message, recovery)
+                self.usage_error = usage
         if first:
             log.error("worker_stopping", error=message, recovery=recovery or None)
             self._health.died(message)  # /health is 503 from now on, while draining too

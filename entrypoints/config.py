@@ -46,6 +46,7 @@ class MongoConfig:
     full_document_before_change: str = field(default="off", converter=_before_change)
     batch_size: int = field(default=1000, validator=_positive)
     max_await_time_ms: int = field(default=1000, validator=_positive)
+    server_selection_timeout_ms: int = field(default=5000, validator=_positive)
     start_at: str = "resume"
 
     def __repr__(self) -> str:  # never show the password, even in a debugger or a traceback

@@ -117,14 +117,25 @@ def mongo_client(uri: str, *, server_selection_ms: int | None = None, **options:
         raise ConfigError(f"mongodb.uri: {redact(str(error))}; fix mongodb.uri") from None
 
 
-def _mongo_source(mongodb: dict[str, Any], batch_latency_ms: int) -> SourceFactory:
+def _mongo_source(mongodb: dict[str, Any], batch_latency_ms: int, metrics: Metrics) -> SourceFactory:
+    """Every remote call has a deadline: server selection (MongoDB down: a warning within seconds, a stop
+    within them too), connecting, and each reply (a getMore waits up to max_await_time_ms by design)."""
     batch_latency_s = batch_latency_ms / 1000
+    from adapters.mongo_oplog import OplogGauges
     from adapters.mongo_source import MongoChangeSource
 
-    client: Any = mongo_client(mongodb["uri"], appname="mongo-pubsub-connector", tz_aware=False)
+    client: Any = mongo_client(
+        mongodb["uri"],
+        server_selection_ms=mongodb["server_selection_timeout_ms"],
+        appname="mongo-pubsub-connector",
+        tz_aware=False,
+        connectTimeoutMS=mongodb["server_selection_timeout_ms"],
+        socketTimeoutMS=mongodb["max_await_time_ms"] + 30_000,
+    )
+    sources: list[MongoChangeSource] = []
 
     def for_unit(unit: StreamUnit) -> ChangeSource:
-        return MongoChangeSource(
+        source = MongoChangeSource(
             client=client,
             database=mongodb["database"],
             full_document=mongodb["full_document"],
@@ -134,6 +145,10 @@ def _mongo_source(mongodb: dict[str, Any], batch_latency_ms: int) -> SourceFacto
             unit=unit,
             batch_latency_s=batch_latency_s,
         )
+        if not sources:  # one sampler per deployment, measuring the stream this instance reads
+            OplogGauges(client=client, metrics=metrics, position=lambda: sources[-1].position).start()
+        sources.append(source)
+        return source
 
     return for_unit
 
@@ -276,7 +291,7 @@ class Container(containers.DeclarativeContainer):
     units = providers.Singleton(_units, config.mongodb.database, config.streams)
     source = providers.Selector(  # a ChangeSource per stream unit
         config.source,
-        mongodb=providers.Singleton(_mongo_source, config.mongodb, config.pubsub.batch_max_latency_ms),
+        mongodb=providers.Singleton(_mongo_source, config.mongodb, config.pubsub.batch_max_latency_ms, metrics),
         jsonl=providers.Singleton(
             _filtered,
             providers.Factory(

@@ -21,8 +21,8 @@ class RecordingMetrics:
     max_in_flight: int = 0
     last_checkpoint: datetime | None = None
     owned: bool = False
-    leases: dict[str, bool] = field(factory=dict)
-    lease_history: list[tuple[str, bool, int | None]] = field(factory=list)
+    oplog_windows: list[float] = field(factory=list)
+    resume_margins: list[float] = field(factory=list)
 
     def event_read(self, *, collection: str, operation: str, count: int = 1) -> None:
         self.read[(collection, operation)] += count
@@ -56,3 +56,9 @@ class RecordingMetrics:
         self.leases[unit] = owned
         self.lease_history.append((unit, owned, generation))
         self.owned = any(self.leases.values())
+
+    def oplog_window(self, *, seconds: float) -> None:
+        self.oplog_windows.append(seconds)
+
+    def resume_margin(self, *, seconds: float) -> None:
+        self.resume_margins.append(seconds)

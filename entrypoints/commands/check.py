@@ -57,6 +57,11 @@ def _mongodb(config: ConnectorConfig) -> str:
             )
         return f"replica set {hello['setName']}, oplog window {hours:.1f} h"
     except PyMongoError as error:
+        from adapters.mongo_errors import classify
+
+        refused = classify(error, stream_id=config.mongodb.database)
+        if refused.usage:  # e.g. a server below the 4.4 floor: no URI fixes that
+            raise CheckFailed(f"{refused}; {refused.recovery}") from None
         reason = redact(str(error)).split(", Timeout:")[0][:200]  # the rest is pymongo's topology dump
         raise CheckFailed(
             f"unreachable: {reason}; check mongodb.uri, that the server runs and network access"

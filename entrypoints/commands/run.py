@@ -77,5 +77,7 @@ def run_command(config_path: str | None) -> None:
              checkpoint=None if result.checkpoint is None else result.checkpoint.data)  # fmt: skip
     if result.reason in (StopReason.FATAL, StopReason.INVALID_DOCUMENT):
         hint = f"; {result.recovery}" if result.recovery else ""
+        if result.usage_error:
+            raise ConfigError(f"{result.error}{hint}")
         raise WorkFailed(f"{result.error}{hint}")
     sys.stdout.flush()

@@ -1,6 +1,10 @@
-"""Backfill with the driver-level MongoDB double and in-memory Pub/Sub and token store."""
+"""Backfill with the real pymongo against a scripted primary (find/getMore on the wire), and in-memory
+Pub/Sub and token store."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -16,13 +20,25 @@ from application.backoff import RetryPolicy
 from application.ports import Checkpoint
 from domain.change_event import ClusterTime, ResumeToken
 from domain.envelope import OrderingStrategy, ordering_key
-from tests.mongo_double import FakeClient, FakeCollection
+from tests.mongo_wire import ScriptedPrimary, ServedCollection
 from tests.pipeline_support import step
 
 
 def inventory(n: int, *, valid: bool = True) -> dict:
     return {"_id": ObjectId(f"{n:024x}"), "_schema_version": "v1", "product_id": f"P{n}", "warehouse_id": "W",
             "quantity": n if valid else -1, "last_updated": "2024-03-20T10:00:00Z"}  # fmt: skip
+
+
+@pytest.fixture
+def primary() -> Iterator[ScriptedPrimary]:
+    server = ScriptedPrimary(wire_version=21, extra_hello={"operationTime": Timestamp(1_700_000_000, 7)})
+    yield server
+    server.stop()
+
+
+def collection_of(primary: ScriptedPrimary, documents: list[dict]) -> tuple[ServedCollection, Any]:
+    served = ServedCollection(primary, documents)
+    return served, primary.client()["warehouse"]["inventory"]
 
 
 class Crash(Exception):
@@ -42,10 +58,10 @@ def make(store: InMemoryTokenStore, clock: SimulatedClock, publisher: InMemoryPu
                     checkpoint_interval_s=0.05, max_in_flight_messages=20))  # fmt: skip
 
 
-def test_documents_arrive_as_snapshots_with_change_event_ordering_keys() -> None:
+def test_documents_arrive_as_snapshots_with_change_event_ordering_keys(primary: ScriptedPrimary) -> None:
     clock = SimulatedClock()
     store, publisher = InMemoryTokenStore(clock=clock), InMemoryPublisher(clock=clock)
-    collection = FakeCollection([inventory(n, valid=n % 10 != 0) for n in range(1, 201)])
+    _, collection = collection_of(primary, [inventory(n, valid=n % 10 != 0) for n in range(1, 201)])
     report = make(store, clock, publisher).run(mongo_documents(collection, after=None))
     assert report.read == 200 and report.published == 180 and report.rejected == {"validation_failed": 20}
     data = [orjson.loads(m.data) for m in publisher.delivered]
@@ -63,11 +79,11 @@ def test_documents_arrive_as_snapshots_with_change_event_ordering_keys() -> None
     assert stream not in store.leases, "released at the end"
 
 
-def test_resume_after_a_crash_publishes_every_document_with_stable_ids() -> None:
+def test_resume_after_a_crash_publishes_every_document_with_stable_ids(primary: ScriptedPrimary) -> None:
     clock = SimulatedClock()
     store, publisher = InMemoryTokenStore(clock=clock), InMemoryPublisher(clock=clock)
     documents = [inventory(n) for n in range(1, 301)]
-    collection = FakeCollection(documents)
+    served, collection = collection_of(primary, documents)
     with pytest.raises(Crash):
         make(store, clock, publisher).run(crash_after(mongo_documents(collection, after=None), 170))
     clock.run_all()
@@ -75,7 +91,7 @@ def test_resume_after_a_crash_publishes_every_document_with_stable_ids() -> None
     after = resumed.resume_after()
     assert after is not None and "$oid" in after
     report = resumed.run(mongo_documents(collection, after=after))
-    resumed_from = collection.queries[-1]["_id"]["$gt"]
+    resumed_from = served.filters[-1]["_id"]["$gt"]
     assert isinstance(resumed_from, ObjectId)  # the exact BSON type, from canonical Extended JSON
     assert ObjectId(f"{1:024x}") <= resumed_from < ObjectId(f"{170:024x}")  # before the crash point
     ids = [m.event_id for m in publisher.delivered]
@@ -85,10 +101,8 @@ def test_resume_after_a_crash_publishes_every_document_with_stable_ids() -> None
     assert {m.event_id for m in again.delivered} == set(ids)  # re-running gives the same event ids
 
 
-def test_hand_off_sets_an_empty_stream_to_the_scan_time_and_leaves_a_running_one() -> None:
-    client = FakeClient()
-    client.hello_extra = {"operationTime": Timestamp(1_700_000_000, 7)}
-    started = cluster_time_now(client)
+def test_hand_off_sets_an_empty_stream_to_the_scan_time_and_leaves_a_running_one(primary: ScriptedPrimary) -> None:
+    started = cluster_time_now(primary.client())
     assert started == ClusterTime(seconds=1_700_000_000, increment=7)
     store = InMemoryTokenStore()
     from datetime import UTC, datetime
