@@ -42,9 +42,10 @@ def primary() -> Iterator[ScriptedPrimary]:
 
 
 def source(primary: ScriptedPrimary, **kwargs: Any) -> MongoChangeSource:
-    return MongoChangeSource(
-        client=primary.client(), database="warehouse", collections=COLLECTIONS, max_await_time_ms=100, **kwargs
-    )
+    """Batches of one event unless a test says otherwise: each event is handed on as it is read, so a
+    test can await it before answering the next getMore."""
+    settings: dict[str, Any] = {"batch_size": 1, "max_await_time_ms": 100, **kwargs}
+    return MongoChangeSource(client=primary.client(), database="warehouse", collections=COLLECTIONS, **settings)
 
 
 def reading(src: MongoChangeSource, start: StartPosition | None = None) -> Reader:
@@ -123,6 +124,21 @@ def test_batches_and_post_batch_tokens_come_through_in_order(primary: ScriptedPr
     ]
     assert src.position == ClusterTime(1_735_689_701, 91)
     primary.finish(src.close, reader.thread)
+
+
+def test_events_go_on_in_batches_cut_at_batch_size_or_when_nothing_more_is_at_hand(primary: ScriptedPrimary) -> None:
+    events = our_events(5)
+    src = source(primary, batch_size=3, batch_latency_s=3600.0)
+    batches = Reader(lambda: src.read(StartPosition()))
+    primary.aggregate()
+    primary.batch(events, post_batch=events[4]["_id"])
+    [first] = batches.take()  # cut at batch_size, before the next getMore
+    assert tokens_of(list(first)) == [e["_id"]["_data"] for e in events[:3]]
+    primary.get_more()
+    primary.batch(post_batch=events[4]["_id"])  # nothing more at hand: the rest goes on
+    [rest] = batches.take()
+    assert tokens_of(list(rest)) == [e["_id"]["_data"] for e in events[3:]]
+    primary.finish(src.close, batches.thread)
 
 
 def test_pymongo_resumes_a_hang_up_itself_with_resume_after(primary: ScriptedPrimary) -> None:
