@@ -21,6 +21,8 @@ class RecordingMetrics:
     max_in_flight: int = 0
     last_checkpoint: datetime | None = None
     owned: bool = False
+    leases: dict[str, bool] = field(factory=dict)
+    lease_history: list[tuple[str, bool, int | None]] = field(factory=list)
     oplog_windows: list[float] = field(factory=list)
     resume_margins: list[float] = field(factory=list)
 
