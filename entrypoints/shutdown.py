@@ -20,8 +20,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
+import orjson
 import structlog
 
 from domain.redaction import redact
@@ -70,7 +72,7 @@ class GracefulStop:
         """The handler :func:`listen` installs (runs on the main thread)."""
         name = signal.Signals(signum).name
         if self.requested:
-            log.warning("stop_forced", signal=name, recovery="the next start resumes from the last stored checkpoint")
+            _forced_line(name)
             self._exit(0)
         self._requested_at = time.monotonic()
         log.info("stop_requested", signal=name)
@@ -120,6 +122,15 @@ class GracefulStop:
             print(f"error: {redact(death)}", file=sys.stderr)
             self._exit(1)
         self._exit(0)
+
+
+def _forced_line(signal_name: str) -> None:
+    """The ``stop_forced`` line, written raw: the second signal may interrupt the first handler's own
+    log line on this thread, and the logger's write lock would then never be released (a hang)."""
+    line = {"event": "stop_forced", "signal": signal_name, "level": "WARNING", "severity": "WARNING",
+            "recovery": "the next start resumes from the last stored checkpoint",
+            "timestamp": datetime.now(UTC).isoformat()}  # fmt: skip
+    os.write(sys.stdout.fileno(), b"\n" + orjson.dumps(line) + b"\n")
 
 
 def _exit(code: int) -> None:
