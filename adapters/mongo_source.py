@@ -210,6 +210,9 @@ class MongoChangeSource:
                 yield [Heartbeat(last, cluster_time_of_token(last.data))]
             try:
                 while not self._closed and stream.alive:
+                    if batch and not _buffered(stream):  # the next try_next waits on a getMore: hand on first
+                        yield batch
+                        batch = []
                     raw = stream.try_next()
                     if raw is None:
                         token = stream.resume_token
@@ -279,3 +282,11 @@ class MongoChangeSource:
                 retryable=False,
                 recovery=f"to skip exactly this event: {skip}, then start again (README: Troubleshooting)",
             ) from None
+
+
+def _buffered(stream: Any) -> bool:
+    """Whether the change stream still holds documents of the last server batch, so ``try_next`` answers
+    without a round trip. pymongo has no public call for it; an unknown shape counts as buffered, which
+    only costs latency (the batch then ends at ``batch_latency_s`` or the idle getMore), never events."""
+    has_next = getattr(getattr(stream, "_cursor", None), "_has_next", None)
+    return bool(has_next()) if callable(has_next) else True
