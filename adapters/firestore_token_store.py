@@ -22,7 +22,7 @@ from google.api_core import exceptions as gexc
 from google.api_core import gapic_v1
 from google.cloud import firestore
 
-from application.ports import Checkpoint, Lease, LeaseLost, StaleCheckpoint, TokenStoreError
+from application.ports import Checkpoint, Lease, LeaseLost, PlanStart, StaleCheckpoint, TokenStoreError
 from domain.change_event import ClusterTime, ResumeToken
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -250,3 +250,46 @@ class FirestoreTokenStore:
             raise self._unavailable(error) from error
         found = [(s.id, _checkpoint_of(s.to_dict() or {})) for s in snapshots]
         return sorted(((stream, cp) for stream, cp in found if cp is not None), key=lambda pair: pair[0])
+
+    # ------------------------------------------------------------------ partition plans
+
+    _PLAN_CALL_TIMEOUT_S = 10.0
+
+    def _plan_ref(self, plan_id: str) -> Any:
+        # A MongoDB database name never contains "." so no stream id starts with one: no collision, and
+        # list() skips the document (it has no token or cluster_time).
+        return self._collection.document(f".plan:{plan_id}")
+
+    def plan_start(self, plan_id: str) -> PlanStart | None:
+        try:
+            snapshot = self._plan_ref(plan_id).get(timeout=self._PLAN_CALL_TIMEOUT_S)
+        except (gexc.GoogleAPIError, ValueError, OSError) as error:
+            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+        return _plan_of(snapshot.to_dict() or {}) if snapshot.exists else None
+
+    def record_plan(self, plan_id: str, start: PlanStart) -> PlanStart:
+        ref = self._plan_ref(plan_id)
+
+        def create(transaction: Any) -> PlanStart:
+            snapshot = ref.get(transaction=transaction, timeout=self._PLAN_CALL_TIMEOUT_S)
+            if snapshot.exists:
+                return _plan_of(snapshot.to_dict() or {})
+            cluster = start.cluster_time
+            fields = {
+                "plan": plan_id,
+                "plan_start": None if cluster is None else {"t": cluster.seconds, "i": cluster.increment},
+                "recorded_at": start.recorded_at or datetime.now(UTC),
+            }
+            transaction.set(ref, fields)
+            return _plan_of(fields)
+
+        result: PlanStart = self._run(create)
+        return result
+
+
+def _plan_of(data: dict[str, Any]) -> PlanStart:
+    cluster = data.get("plan_start")
+    return PlanStart(
+        cluster_time=ClusterTime(seconds=cluster["t"], increment=cluster["i"]) if isinstance(cluster, dict) else None,
+        recorded_at=data.get("recorded_at"),
+    )

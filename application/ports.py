@@ -155,6 +155,17 @@ class Lease:
     expires_at: datetime
 
 
+@frozen
+class PlanStart:
+    """Where a partition plan (``streams[].partitions``) took effect, recorded once when it was first
+    applied: a unit of the plan with no checkpoint of its own starts here, never at a position another
+    unit reached while filtering its events out. ``cluster_time`` None: the source's own beginning,
+    the same for every unit (the top of a JSONL file)."""
+
+    cluster_time: ClusterTime | None
+    recorded_at: datetime | None = None
+
+
 class StaleCheckpoint(Exception):
     """The save would move the checkpoint backwards, or came from a fenced-out owner."""
 
@@ -202,6 +213,14 @@ class TokenStore(Protocol):
 
     def list(self) -> list[tuple[str, Checkpoint]]:
         """Every stored stream id with its checkpoint."""
+        ...
+
+    def plan_start(self, plan_id: str) -> PlanStart | None:
+        """The recorded start of a partition plan, or None if it was never applied."""
+        ...
+
+    def record_plan(self, plan_id: str, start: PlanStart) -> PlanStart:
+        """Create-if-absent, atomically: the first writer's record wins and is returned to everyone."""
         ...
 
 

@@ -18,14 +18,15 @@ from attrs import field, frozen
 
 from application.backoff import RetryPolicy
 from application.health import HealthState
+from application.partition_plan import ensure_plan_start
 from application.pipeline import Pipeline, RunResult, StopReason
 from application.ports import (
     Cancellable,
-    Checkpoint,
     Clock,
     Lease,
     LeaseLost,
     Metrics,
+    PlanStart,
     StartPosition,
     TokenStore,
     TokenStoreError,
@@ -45,6 +46,7 @@ class WorkerSettings:
     start_time: ClusterTime | None = None
     retry: RetryPolicy = field(factory=RetryPolicy)
     units: tuple[StreamUnit, ...] = ()  # the candidates, base unit first; empty: ``stream_id`` alone
+    pin_now: bool = False  # "now" is no shared position for this source (MongoDB): a plan pins it to a time
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -194,8 +196,9 @@ class StreamWorker:
     # ------------------------------------------------------------------ start position
 
     def _start_position(self) -> StartPosition | None:
-        """The stored token always wins (nothing lost across restarts); ``start_at`` applies to a stream
-        that has never been checkpointed."""
+        """The stored token always wins (nothing lost across restarts). A unit of a partition plan that
+        has never checkpointed starts where the plan took effect (recorded before this unit, or any
+        other of the plan, processes anything); ``start_at`` applies to a lone stream never checkpointed."""
         settings = self._settings
         retrying = settings.retry.retrying(
             retry_on=TokenStoreError,
@@ -203,34 +206,30 @@ class StreamWorker:
             before_sleep=lambda state: log.warning("checkpoint_load_retry", attempt=state.attempt_number),
         )
         stream_id = self._stream_id
+        plan: PlanStart | None = None
+        if len(settings.units) > 1:
+            plan = retrying(
+                ensure_plan_start,
+                store=self._store,
+                units=settings.units,
+                clock=self._clock,
+                start_time=settings.start_time,
+                pin_now=settings.pin_now,
+            )
         stored = retrying(self._store.load, stream_id)
         if self._stop.is_set():
             return None
-        unit = settings.unit(stream_id)
-        if stored is None and unit is not None and unit.partition is not None:
-            stored = self._inherited(unit, retrying(self._store.list))
         if stored is not None and stored.token is not None:
             log.info("resuming", stream=stream_id, token=stored.token.data, cluster_time=str(stored.cluster_time))
             return StartPosition(start_after=stored.token)
         if stored is not None and stored.cluster_time is not None:
             log.info("starting_at_stored_time", stream=stream_id, cluster_time=str(stored.cluster_time))
             return StartPosition(at_time=stored.cluster_time)
+        if plan is not None:
+            log.info("starting_at_plan_start", stream=stream_id, cluster_time=str(plan.cluster_time))
+            return StartPosition(at_time=plan.cluster_time)
         if settings.start_time is not None:
             log.info("starting_at_time", stream=stream_id, cluster_time=str(settings.start_time))
             return StartPosition(at_time=settings.start_time)
         log.info("starting_now", stream=stream_id)
         return StartPosition()
-
-    @staticmethod
-    def _inherited(unit: StreamUnit, stored: list[tuple[str, Checkpoint]]) -> Checkpoint | None:
-        """A new partition unit starts at the earliest time among the positions it takes over from."""
-        times = [
-            checkpoint.cluster_time
-            for stream_id, checkpoint in stored
-            if unit.inherits_from(stream_id) and checkpoint.cluster_time is not None
-        ]
-        if not times:
-            return None
-        earliest = min(times)
-        log.info("partition_inherits_position", stream=unit.stream_id, cluster_time=str(earliest))
-        return Checkpoint(token=None, cluster_time=earliest)

@@ -348,6 +348,7 @@ class Container(containers.DeclarativeContainer):
         start_time=providers.Callable(_start_time, config.mongodb.start_at),
         retry=retry,
         units=units,
+        pin_now=providers.Callable(lambda source: source == "mongodb", config.source),
     )
     worker = providers.Singleton(
         StreamWorker,

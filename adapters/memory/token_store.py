@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
-from application.ports import Checkpoint, Clock, Lease, LeaseLost, StaleCheckpoint, TokenStoreError
+from application.ports import Checkpoint, Clock, Lease, LeaseLost, PlanStart, StaleCheckpoint, TokenStoreError
 
 
 class InMemoryTokenStore:
@@ -17,6 +17,7 @@ class InMemoryTokenStore:
         self.checkpoints: dict[str, Checkpoint] = {}
         self.leases: dict[str, Lease] = {}
         self.generations: dict[str, int] = {}
+        self.plans: dict[str, PlanStart] = {}
         self.saves: list[tuple[str, Checkpoint, float]] = []
         self.refused: list[tuple[str, Checkpoint]] = []
         self.fail_next_saves = 0
@@ -98,6 +99,18 @@ class InMemoryTokenStore:
     def list(self) -> list[tuple[str, Checkpoint]]:
         with self._lock:
             return sorted(self.checkpoints.items())
+
+    def plan_start(self, plan_id: str) -> PlanStart | None:
+        with self._lock:
+            if self.down:
+                raise TokenStoreError("token store unavailable (injected)")
+            return self.plans.get(plan_id)
+
+    def record_plan(self, plan_id: str, start: PlanStart) -> PlanStart:
+        with self._lock:
+            if self.down:
+                raise TokenStoreError("token store unavailable (injected)")
+            return self.plans.setdefault(plan_id, PlanStart(start.cluster_time, start.recorded_at or self._now()))
 
 
 def _older(new: Checkpoint, stored: Checkpoint) -> bool:
