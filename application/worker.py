@@ -18,10 +18,10 @@ from attrs import field, frozen
 
 from application.backoff import RetryPolicy
 from application.health import HealthState
+from application.lease_keeper import LeaseKeeper
 from application.partition_plan import ensure_plan_start
 from application.pipeline import Pipeline, RunResult, StopReason
 from application.ports import (
-    Cancellable,
     Clock,
     Lease,
     LeaseLost,
@@ -70,7 +70,10 @@ class StreamWorker:
         metrics: Metrics,
         health: HealthState,
         pipeline_factory: PipelineFactory,
+        lease_clock: Clock | None = None,
     ) -> None:
+        """``lease_clock``: the clock lease renewal runs on; give it one no other I/O waits on (in
+        production a SystemClock of its own, so renewal never queues behind a checkpoint save)."""
         self._settings = settings
         self._store = token_store
         self._clock = clock
@@ -80,7 +83,8 @@ class StreamWorker:
         self._stop = threading.Event()
         self._pipeline: Pipeline | None = None
         self._lease: Lease | None = None
-        self._renewal: Cancellable | None = None
+        self._keeper: LeaseKeeper | None = None
+        self._lease_clock = lease_clock or clock
         self._lock = threading.Lock()
         self._stream_id = settings.stream_id
 
@@ -103,6 +107,7 @@ class StreamWorker:
         if lease is None:
             return RunResult(reason=StopReason.STOP_REQUESTED, events=0, checkpoint=None)
         try:
+            self._keep_lease()
             start = self._start_position()
             if start is None:
                 return RunResult(reason=StopReason.STOP_REQUESTED, events=0, checkpoint=None)
@@ -111,7 +116,6 @@ class StreamWorker:
                 self._pipeline = pipeline
             if self._stop.is_set():
                 pipeline.request_stop()
-            self._schedule_renewal()
             return pipeline.run(start)
         finally:
             self._release()
@@ -157,34 +161,28 @@ class StreamWorker:
             self._clock.wait_until(self._stop.is_set, settings.lease_ttl_s / 3)
         return None
 
-    def _schedule_renewal(self) -> None:
-        if self._lease is not None:  # keep renewing while draining after a stop request
-            self._renewal = self._clock.call_later(self._settings.lease_ttl_s / 3, self._renew)
+    def _keep_lease(self) -> None:
+        if self._lease is not None:  # renewed while draining after a stop request too
+            self._keeper = LeaseKeeper(
+                store=self._store, clock=self._lease_clock, lease=self._lease,
+                ttl_s=self._settings.lease_ttl_s, on_lost=self._lease_lost,
+            ).start()  # fmt: skip
 
-    def _renew(self) -> None:
-        lease = self._lease
-        if lease is None:
-            return
-        try:
-            self._lease = self._store.renew_lease(lease, ttl_seconds=self._settings.lease_ttl_s)
-        except LeaseLost as error:
-            log.error("lease_lost", error=str(error), recovery="another instance took over; this one stops")
-            self._lease = None
-            self._metrics.lease_owned(unit=self._stream_id, owned=False)
-            self._health.fail("lease", f"lease lost: {error}")
-            self._stop.set()
-            if self._pipeline is not None:
-                self._pipeline.request_stop()
-                self._pipeline.request_stop()  # fenced out: stop publishing at once, no final checkpoint
-            return
-        except Exception as error:  # unreachable store (or an adapter bug): keep trying while the lease lasts
-            log.warning("lease_renewal_failed", error=str(error))
-        self._schedule_renewal()
+    def _lease_lost(self, reason: str) -> None:
+        self._metrics.lease_owned(unit=self._stream_id, owned=False)
+        self._health.fail("lease", f"lease lost: {reason}")
+        self._stop.set()
+        with self._lock:
+            pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.request_stop()
+            pipeline.request_stop()  # fenced out: stop publishing at once, no final checkpoint
+        self._clock.notify()
 
     def _release(self) -> None:
-        if self._renewal is not None:
-            self._renewal.cancel()
-        lease, self._lease = self._lease, None
+        keeper, self._keeper = self._keeper, None
+        lease = keeper.stop() if keeper is not None else self._lease
+        self._lease = None
         if lease is None:
             return
         try:

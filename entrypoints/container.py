@@ -264,6 +264,7 @@ class Container(containers.DeclarativeContainer):
     config = providers.Configuration(strict=True)
 
     clock = providers.Singleton(SystemClock)
+    lease_clock = providers.Singleton(SystemClock)  # lease renewal's own timer thread: never behind a save
     health = providers.Singleton(HealthState)
     metrics = providers.Singleton(PrometheusMetrics, health=health)
     retry = providers.Singleton(_retry_policy, config.retry)
@@ -358,6 +359,7 @@ class Container(containers.DeclarativeContainer):
         metrics=metrics,
         health=health,
         pipeline_factory=pipeline_factory,
+        lease_clock=lease_clock,
     )
 
 

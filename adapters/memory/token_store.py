@@ -71,6 +71,8 @@ class InMemoryTokenStore:
 
     def renew_lease(self, lease: Lease, *, ttl_seconds: float) -> Lease:
         with self._lock:
+            if self.down:
+                raise TokenStoreError("token store unavailable (injected)")
             current = self.leases.get(lease.stream_id)
             if current is None or current.owner != lease.owner or current.generation != lease.generation:
                 raise LeaseLost(f"stream {lease.stream_id} is now owned by {current.owner if current else 'nobody'}")
