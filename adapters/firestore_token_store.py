@@ -22,7 +22,7 @@ from google.api_core import exceptions as gexc
 from google.api_core import gapic_v1
 from google.cloud import firestore
 
-from application.ports import Checkpoint, Lease, LeaseLost, PlanStart, StaleCheckpoint, TokenStoreError
+from application.ports import Checkpoint, InstanceBeat, Lease, LeaseLost, PlanStart, StaleCheckpoint, TokenStoreError
 from domain.change_event import ClusterTime, ResumeToken
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -285,6 +285,51 @@ class FirestoreTokenStore:
 
         result: PlanStart = self._run(create)
         return result
+
+    # ------------------------------------------------------------------ balancing: leases and heartbeats
+
+    def _stream_all(self) -> list[Any]:
+        try:
+            return list(self._collection.stream(timeout=self._PLAN_CALL_TIMEOUT_S))
+        except (gexc.GoogleAPIError, ValueError, OSError) as error:
+            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+
+    def leases(self) -> list[Lease]:
+        found = []
+        for snapshot in self._stream_all():
+            data = snapshot.to_dict() or {}
+            owner = data.get("owner")
+            if snapshot.id.startswith(".") or not owner or "lease_expires_at" not in data:
+                continue
+            found.append(Lease(snapshot.id, owner, int(data.get("generation") or 0), data["lease_expires_at"]))
+        return sorted(found, key=lambda lease: lease.stream_id)
+
+    def _beat_ref(self, instance: str) -> Any:
+        return self._collection.document(f".instance:{instance}")  # "." first: never a stream id (see plans)
+
+    def heartbeat(self, instance: str, *, ttl_seconds: float, units: int) -> None:
+        expires = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
+        try:
+            self._beat_ref(instance).set(
+                {"instance": instance, "instance_expires_at": expires, "units": units},
+                timeout=self._PLAN_CALL_TIMEOUT_S,
+            )
+        except (gexc.GoogleAPIError, ValueError, OSError) as error:
+            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+
+    def instances(self) -> list[InstanceBeat]:
+        beats = []
+        for snapshot in self._stream_all():
+            data = snapshot.to_dict() or {}
+            if snapshot.id.startswith(".instance:") and "instance_expires_at" in data:
+                beats.append(InstanceBeat(data["instance"], data["instance_expires_at"], int(data.get("units") or 0)))
+        return sorted(beats, key=lambda beat: beat.instance)
+
+    def leave(self, instance: str) -> None:
+        try:
+            self._beat_ref(instance).delete(timeout=self._PLAN_CALL_TIMEOUT_S)
+        except (gexc.GoogleAPIError, ValueError, OSError) as error:
+            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
 
 
 def _plan_of(data: dict[str, Any]) -> PlanStart:

@@ -88,21 +88,21 @@ class LeaseKeeper:
         except RuntimeError:  # stopped meanwhile: the executor takes no more calls
             return
         try:
-            renewed = future.result(timeout=min(self._ttl / 3, left))
+            renewed = future.result(timeout=left)  # the deadline: the lease's own end
         except LeaseLost as error:
             self._lost(lease, str(error))
             return
         except CallTimeout:
-            log.warning("lease_renewal_timeout", stream=lease.stream_id, seconds_left=round(left, 2))
+            self._lost(lease, f"renewal got no answer within the {self._ttl:g} s the lease lasts")
+            return
         except Exception as error:  # unreachable store (or an adapter bug): keep trying while the lease lasts
             log.warning("lease_renewal_failed", stream=lease.stream_id, error=str(error))
-        else:
-            with self._lock:
-                if self._lease is not None:
-                    self._lease, self._valid_until = renewed, started + self._ttl
-            self._schedule(self._ttl / 3)
+            self._schedule(min(self._ttl / 3, left / 2))  # try again sooner, while the lease lasts
             return
-        self._schedule(min(self._ttl / 3, left / 2))  # failed: try again sooner, while the lease lasts
+        with self._lock:
+            if self._lease is not None:
+                self._lease, self._valid_until = renewed, started + self._ttl
+        self._schedule(self._ttl / 3)
 
     def _lost(self, lease: Lease, reason: str) -> None:
         with self._lock:

@@ -166,6 +166,15 @@ class PlanStart:
     recorded_at: datetime | None = None
 
 
+@frozen
+class InstanceBeat:
+    """A connector process's heartbeat in the lease table: it counts as live until ``expires_at``."""
+
+    instance: str
+    expires_at: datetime
+    units: int = 0
+
+
 class StaleCheckpoint(Exception):
     """The save would move the checkpoint backwards, or came from a fenced-out owner."""
 
@@ -209,6 +218,22 @@ class TokenStore(Protocol):
     def set_position(self, stream_id: str, checkpoint: Checkpoint) -> None:
         """Overwrite the position, backwards too (``admin tokens set``). Bumps the generation and drops
         the lease, so a running owner is fenced out instead of overwriting it."""
+        ...
+
+    def leases(self) -> list[Lease]:
+        """Every stream's lease that has an owner (expired ones too: the caller compares the time)."""
+        ...
+
+    def heartbeat(self, instance: str, *, ttl_seconds: float, units: int) -> None:
+        """Say that ``instance`` lives (holding ``units``) for ``ttl_seconds``: live instances share the units."""
+        ...
+
+    def instances(self) -> list[InstanceBeat]:
+        """Every instance's last heartbeat (expired ones too)."""
+        ...
+
+    def leave(self, instance: str) -> None:
+        """Forget ``instance``'s heartbeat (graceful stop), so the others take its share at once."""
         ...
 
     def list(self) -> list[tuple[str, Checkpoint]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import attrs
 import structlog
 from attrs import field, frozen
 
@@ -84,6 +85,7 @@ class StreamWorker:
         self._pipeline: Pipeline | None = None
         self._lease: Lease | None = None
         self._keeper: LeaseKeeper | None = None
+        self._lost = False
         self._lease_clock = lease_clock or clock
         self._lock = threading.Lock()
         self._stream_id = settings.stream_id
@@ -103,9 +105,16 @@ class StreamWorker:
         self._clock.notify()
 
     def run(self) -> RunResult:
+        """Wait for a free unit among the candidates, then serve it."""
         lease = self._acquire()
         if lease is None:
             return RunResult(reason=StopReason.STOP_REQUESTED, events=0, checkpoint=None)
+        return self.serve(lease)
+
+    def serve(self, lease: Lease) -> RunResult:
+        """Serve the unit of a lease already taken (a balancer took it) until stopped, then release it."""
+        self._stream_id, self._lease = lease.stream_id, lease
+        self._metrics.lease_owned(unit=lease.stream_id, owned=True, generation=lease.generation)
         try:
             self._keep_lease()
             start = self._start_position()
@@ -116,7 +125,10 @@ class StreamWorker:
                 self._pipeline = pipeline
             if self._stop.is_set():
                 pipeline.request_stop()
-            return pipeline.run(start)
+            result = pipeline.run(start)
+            if self._lost and result.reason is StopReason.END_OF_SOURCE:  # stopped short: not the end
+                result = attrs.evolve(result, reason=StopReason.STOP_REQUESTED)
+            return result
         finally:
             self._release()
 
@@ -142,7 +154,6 @@ class StreamWorker:
                     continue
                 self._stream_id = stream_id
                 self._lease = lease
-                self._metrics.lease_owned(unit=stream_id, owned=True, generation=lease.generation)
                 self._health.ok("lease")
                 log.info("lease_acquired", stream=stream_id, generation=lease.generation, owner=settings.owner)
                 if len(candidates) > 1:
@@ -169,6 +180,7 @@ class StreamWorker:
             ).start()  # fmt: skip
 
     def _lease_lost(self, reason: str) -> None:
+        self._lost = True
         self._metrics.lease_owned(unit=self._stream_id, owned=False)
         self._health.fail("lease", f"lease lost: {reason}")
         self._stop.set()

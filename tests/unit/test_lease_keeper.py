@@ -62,7 +62,7 @@ def test_the_lease_is_renewed_while_a_checkpoint_save_hangs(tmp_path: Path) -> N
         worker.request_stop()
         thread.join(timeout=60)
     assert not thread.is_alive()
-    assert store.leases == {}, "the lease was not released at stop"
+    assert store.held == {}, "the lease was not released at stop"
 
 
 def _keeper(clock: SimulatedClock, store: InMemoryTokenStore, lost: list[str]) -> LeaseKeeper:
