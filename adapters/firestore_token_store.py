@@ -194,20 +194,28 @@ class FirestoreTokenStore:
         return result
 
     def renew_lease(self, lease: Lease, *, ttl_seconds: float) -> Lease:
+        """A conditional write, not a transaction: renewal runs on its own thread beside checkpoint saves
+        to the same document, and two transactions reading one document lock each other out (the
+        emulator then stalls both for seconds). The write carries the read's update time as its
+        precondition, so a concurrent change (a save, a takeover) makes it read again."""
         ref = self._ref(lease.stream_id)
-
-        def renew(transaction: Any) -> Lease:
-            snapshot = ref.get(transaction=transaction)
-            data = snapshot.to_dict() or {} if snapshot.exists else {}
-            if data.get("owner") != lease.owner or int(data.get("generation") or 0) != lease.generation:
-                raise LeaseLost(f"stream {lease.stream_id} is now owned by {data.get('owner') or 'nobody'}")
-            renewed = Lease(lease.stream_id, lease.owner, lease.generation,
-                            datetime.now(UTC) + timedelta(seconds=ttl_seconds))  # fmt: skip
-            transaction.update(ref, {"lease_expires_at": renewed.expires_at})
-            return renewed
-
-        result: Lease = self._run(renew)
-        return result
+        try:
+            for _ in range(5):
+                snapshot = ref.get(timeout=self._CALL_DEADLINE_S)
+                data = snapshot.to_dict() or {} if snapshot.exists else {}
+                if data.get("owner") != lease.owner or int(data.get("generation") or 0) != lease.generation:
+                    raise LeaseLost(f"stream {lease.stream_id} is now owned by {data.get('owner') or 'nobody'}")
+                renewed = Lease(lease.stream_id, lease.owner, lease.generation,
+                                datetime.now(UTC) + timedelta(seconds=ttl_seconds))  # fmt: skip
+                try:
+                    ref.update({"lease_expires_at": renewed.expires_at}, timeout=self._CALL_DEADLINE_S,
+                               option=self._client.write_option(last_update_time=snapshot.update_time))  # fmt: skip
+                except gexc.FailedPrecondition:
+                    continue  # the document changed since the read: read it again
+                return renewed
+        except (gexc.GoogleAPIError, ValueError, OSError) as error:
+            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+        raise TokenStoreError(f"the lease document of {lease.stream_id} kept changing; retried")
 
     def release_lease(self, lease: Lease) -> None:
         ref = self._ref(lease.stream_id)
@@ -253,7 +261,7 @@ class FirestoreTokenStore:
 
     # ------------------------------------------------------------------ partition plans
 
-    _PLAN_CALL_TIMEOUT_S = 10.0
+    _CALL_DEADLINE_S = 10.0
 
     def _plan_ref(self, plan_id: str) -> Any:
         # A MongoDB database name never contains "." so no stream id starts with one: no collision, and
@@ -262,7 +270,7 @@ class FirestoreTokenStore:
 
     def plan_start(self, plan_id: str) -> PlanStart | None:
         try:
-            snapshot = self._plan_ref(plan_id).get(timeout=self._PLAN_CALL_TIMEOUT_S)
+            snapshot = self._plan_ref(plan_id).get(timeout=self._CALL_DEADLINE_S)
         except (gexc.GoogleAPIError, ValueError, OSError) as error:
             raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
         return _plan_of(snapshot.to_dict() or {}) if snapshot.exists else None
@@ -271,7 +279,7 @@ class FirestoreTokenStore:
         ref = self._plan_ref(plan_id)
 
         def create(transaction: Any) -> PlanStart:
-            snapshot = ref.get(transaction=transaction, timeout=self._PLAN_CALL_TIMEOUT_S)
+            snapshot = ref.get(transaction=transaction, timeout=self._CALL_DEADLINE_S)
             if snapshot.exists:
                 return _plan_of(snapshot.to_dict() or {})
             cluster = start.cluster_time
@@ -290,7 +298,7 @@ class FirestoreTokenStore:
 
     def _stream_all(self) -> list[Any]:
         try:
-            return list(self._collection.stream(timeout=self._PLAN_CALL_TIMEOUT_S))
+            return list(self._collection.stream(timeout=self._CALL_DEADLINE_S))
         except (gexc.GoogleAPIError, ValueError, OSError) as error:
             raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
 
@@ -312,7 +320,7 @@ class FirestoreTokenStore:
         try:
             self._beat_ref(instance).set(
                 {"instance": instance, "instance_expires_at": expires, "units": units},
-                timeout=self._PLAN_CALL_TIMEOUT_S,
+                timeout=self._CALL_DEADLINE_S,
             )
         except (gexc.GoogleAPIError, ValueError, OSError) as error:
             raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
@@ -327,7 +335,7 @@ class FirestoreTokenStore:
 
     def leave(self, instance: str) -> None:
         try:
-            self._beat_ref(instance).delete(timeout=self._PLAN_CALL_TIMEOUT_S)
+            self._beat_ref(instance).delete(timeout=self._CALL_DEADLINE_S)
         except (gexc.GoogleAPIError, ValueError, OSError) as error:
             raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
 

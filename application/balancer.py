@@ -215,6 +215,8 @@ class Balancer:
         with self._lock:
             self._running[unit] = handle
             self._taken_at[unit] = now
+        if self._stop.is_set():  # a stop request came while taking it (a signal lands between any two lines)
+            handle.request_stop()
         self._free_since.pop(unit, None)
         log.info("unit_taken", stream=unit, generation=lease.generation, instance=settings.instance)
 

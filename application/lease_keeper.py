@@ -79,25 +79,19 @@ class LeaseKeeper:
         if lease is None:
             return
         started = self._clock.monotonic()
-        left = valid_until - started
-        if left <= 0:
-            self._lost(lease, f"not renewed within its {self._ttl:g} s; another instance may hold it now")
-            return
         try:
             future: Future[Lease] = self._executor.submit(self._store.renew_lease, lease, ttl_seconds=self._ttl)
         except RuntimeError:  # stopped meanwhile: the executor takes no more calls
             return
         try:
-            renewed = future.result(timeout=left)  # the deadline: the lease's own end
+            renewed = future.result(timeout=self._ttl / 3)  # the deadline of this call
         except LeaseLost as error:
             self._lost(lease, str(error))
             return
-        except CallTimeout:
-            self._lost(lease, f"renewal got no answer within the {self._ttl:g} s the lease lasts")
-            return
-        except Exception as error:  # unreachable store (or an adapter bug): keep trying while the lease lasts
-            log.warning("lease_renewal_failed", stream=lease.stream_id, error=str(error))
-            self._schedule(min(self._ttl / 3, left / 2))  # try again sooner, while the lease lasts
+        except (CallTimeout, Exception) as error:  # slow or unreachable store: keep trying, sooner
+            log.warning("lease_renewal_failed", stream=lease.stream_id, error=str(error) or "no answer in time",
+                        seconds_left=round(valid_until - started, 1))  # fmt: skip
+            self._schedule(self._ttl / 6)
             return
         with self._lock:
             if self._lease is not None:

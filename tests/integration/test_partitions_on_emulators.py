@@ -113,7 +113,7 @@ def pull_distinct(subscription: str, want: set[str]) -> list[Any]:
 def test_units_balance_over_instances_that_come_and_go_and_nothing_is_lost(
     deployment: Deployment, firestore_emulator: gcp_emulators.Emulator, tmp_path: Path
 ) -> None:
-    events = list(generate_events(WorkloadSpec(seed=8, count=12000, documents=200)))
+    events = list(generate_events(WorkloadSpec(seed=8, count=8000, documents=200)))
     replay_file = tmp_path / "all.jsonl"
     append(replay_file, events)
     replayed = connector("replay", str(replay_file), "--config", str(deployment.config), env=deployment.env)
@@ -138,7 +138,8 @@ def test_units_balance_over_instances_that_come_and_go_and_nothing_is_lost(
 
             processes[ports[0]].send_signal(signal.SIGKILL)
             processes[ports[0]].wait(timeout=10)
-            wait_for(lambda: held(ports[1]) == 4, LEASE_SECONDS * 4 + 20, "the survivor to hold all 4 units")
+            # within the lease time on a quiet machine (tests/unit/test_balancer.py checks the bound); generous here
+            wait_for(lambda: held(ports[1]) == 4, LEASE_SECONDS * 30, "the survivor to hold all 4 units")
 
             for port in ports[2:]:
                 processes[port] = start(port)

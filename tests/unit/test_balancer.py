@@ -202,3 +202,46 @@ def test_a_newcomer_takes_free_units_up_to_its_share_and_leaves_the_rest() -> No
     orphaned = rebalance(me="y", units=units, holders={"a": "y"}, instances={"y", "z"},
                          free_for={"b": 2.0}, orphan_after_s=1)  # fmt: skip
     assert orphaned.take == ("b",)
+
+
+class EndsAt:
+    """A unit that ends by itself with ``reason`` once it has run ``after`` seconds."""
+
+    def __init__(self, clock: SimulatedClock, reason: StopReason, after: float, started: list[str], lease: Lease):
+        started.append(lease.stream_id)
+        self.result: RunResult | None = None
+        self.finished_at: float | None = None
+        self.stops = 0
+        clock.call_later(after, lambda: self._end(clock, reason))
+
+    def _end(self, clock: SimulatedClock, reason: StopReason) -> None:
+        self.finished_at = clock.monotonic()
+        self.result = RunResult(reason=reason, events=1, checkpoint=None, error="topic missing")
+
+    def request_stop(self) -> None:
+        self.stops += 1
+
+
+def _lone_balancer(reason: StopReason, *, finite: bool, started: list[str]) -> tuple[Balancer, InMemoryTokenStore]:
+    clock = SimulatedClock()
+    store = InMemoryTokenStore(clock=clock)
+    settings = BalancerSettings(instance="a", units=("u0", "u1", "u2"), lease_ttl_s=TTL, finite=finite)
+    balancer = Balancer(settings=settings, store=store, clock=clock,
+                        start_unit=lambda lease: EndsAt(clock, reason, 5.0, started, lease))  # fmt: skip
+    return balancer, store
+
+
+def test_a_finite_source_ends_the_run_once_every_unit_reached_its_end() -> None:
+    started: list[str] = []
+    balancer, store = _lone_balancer(StopReason.END_OF_SOURCE, finite=True, started=started)
+    result = balancer.run()
+    assert result.reason is StopReason.END_OF_SOURCE and result.events == 3
+    assert sorted(started) == ["u0", "u1", "u2"]  # each once: an ended unit is not taken again
+    assert store.instances() == []  # it left
+
+
+def test_a_fatal_unit_stops_the_process_with_its_error() -> None:
+    started: list[str] = []
+    balancer, _ = _lone_balancer(StopReason.FATAL, finite=False, started=started)
+    result = balancer.run()
+    assert result.reason is StopReason.FATAL and result.error == "topic missing"
