@@ -110,11 +110,10 @@ class Balancer:
             return tuple(sorted(self._running))
 
     def request_stop(self) -> None:
-        """First call: every unit stops gracefully, then the heartbeat goes. Second: units stop at once."""
+        """First call: every unit stops gracefully, then the heartbeat goes. Second: units stop at once.
+        Safe from a signal handler: no store call here (the run thread leaves once its units stopped)."""
         second = self._stop.is_set()
         self._stop.set()
-        if not second:
-            self._leave()  # the others count one instance fewer at once and take the units as they come free
         with self._lock:
             handles = list(self._running.values())
         for handle in handles:

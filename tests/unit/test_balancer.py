@@ -66,6 +66,7 @@ class Sim:
         """Graceful: every unit drains, checkpoints and releases; then the heartbeat goes."""
         self.alive.discard(name)
         self.balancers[name].request_stop()
+        self.clock.call_later(0.5, lambda: self.store.leave(name))  # once its units stopped (they take 0.3 s)
 
     def crash(self, name: str) -> None:
         self.alive.discard(name)
