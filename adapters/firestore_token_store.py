@@ -201,20 +201,20 @@ class FirestoreTokenStore:
         ref = self._ref(lease.stream_id)
         try:
             for _ in range(5):
-                snapshot = ref.get(timeout=self._CALL_DEADLINE_S)
+                snapshot = ref.get(timeout=self._timeout_s)
                 data = snapshot.to_dict() or {} if snapshot.exists else {}
                 if data.get("owner") != lease.owner or int(data.get("generation") or 0) != lease.generation:
                     raise LeaseLost(f"stream {lease.stream_id} is now owned by {data.get('owner') or 'nobody'}")
                 renewed = Lease(lease.stream_id, lease.owner, lease.generation,
                                 datetime.now(UTC) + timedelta(seconds=ttl_seconds))  # fmt: skip
                 try:
-                    ref.update({"lease_expires_at": renewed.expires_at}, timeout=self._CALL_DEADLINE_S,
+                    ref.update({"lease_expires_at": renewed.expires_at}, timeout=self._timeout_s,
                                option=self._client.write_option(last_update_time=snapshot.update_time))  # fmt: skip
                 except gexc.FailedPrecondition:
                     continue  # the document changed since the read: read it again
                 return renewed
         except (gexc.GoogleAPIError, ValueError, OSError) as error:
-            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+            raise self._unavailable(error) from error
         raise TokenStoreError(f"the lease document of {lease.stream_id} kept changing; retried")
 
     def release_lease(self, lease: Lease) -> None:
@@ -261,8 +261,6 @@ class FirestoreTokenStore:
 
     # ------------------------------------------------------------------ partition plans
 
-    _CALL_DEADLINE_S = 10.0
-
     def _plan_ref(self, plan_id: str) -> Any:
         # A MongoDB database name never contains "." so no stream id starts with one: no collision, and
         # list() skips the document (it has no token or cluster_time).
@@ -270,16 +268,16 @@ class FirestoreTokenStore:
 
     def plan_start(self, plan_id: str) -> PlanStart | None:
         try:
-            snapshot = self._plan_ref(plan_id).get(timeout=self._CALL_DEADLINE_S)
+            snapshot = self._plan_ref(plan_id).get(timeout=self._timeout_s)
         except (gexc.GoogleAPIError, ValueError, OSError) as error:
-            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+            raise self._unavailable(error) from error
         return _plan_of(snapshot.to_dict() or {}) if snapshot.exists else None
 
     def record_plan(self, plan_id: str, start: PlanStart) -> PlanStart:
         ref = self._plan_ref(plan_id)
 
         def create(transaction: Any) -> PlanStart:
-            snapshot = ref.get(transaction=transaction, timeout=self._CALL_DEADLINE_S)
+            snapshot = ref.get(transaction=transaction, timeout=self._timeout_s)
             if snapshot.exists:
                 return _plan_of(snapshot.to_dict() or {})
             cluster = start.cluster_time
@@ -298,9 +296,9 @@ class FirestoreTokenStore:
 
     def _stream_all(self) -> list[Any]:
         try:
-            return list(self._collection.stream(timeout=self._CALL_DEADLINE_S))
+            return list(self._collection.stream(timeout=self._timeout_s))
         except (gexc.GoogleAPIError, ValueError, OSError) as error:
-            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+            raise self._unavailable(error) from error
 
     def leases(self) -> list[Lease]:
         found = []
@@ -320,10 +318,10 @@ class FirestoreTokenStore:
         try:
             self._beat_ref(instance).set(
                 {"instance": instance, "instance_expires_at": expires, "units": units},
-                timeout=self._CALL_DEADLINE_S,
+                timeout=self._timeout_s,
             )
         except (gexc.GoogleAPIError, ValueError, OSError) as error:
-            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+            raise self._unavailable(error) from error
 
     def instances(self) -> list[InstanceBeat]:
         beats = []
@@ -335,9 +333,9 @@ class FirestoreTokenStore:
 
     def leave(self, instance: str) -> None:
         try:
-            self._beat_ref(instance).delete(timeout=2.0)  # at stop, inside its 10 s: the beat expires anyway
+            self._beat_ref(instance).delete(timeout=min(2.0, self._timeout_s))  # at stop, inside its 10 s
         except (gexc.GoogleAPIError, ValueError, OSError) as error:
-            raise TokenStoreError(f"Firestore unavailable: {type(error).__name__}: {error}") from error
+            raise self._unavailable(error) from error
 
 
 def _plan_of(data: dict[str, Any]) -> PlanStart:
