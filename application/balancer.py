@@ -127,6 +127,7 @@ class Balancer:
         if self._metrics is not None:
             for unit in self._settings.units:  # every instance reports every unit: "no owner" is a sum of zeros
                 self._metrics.lease_owned(unit=unit, owned=False)
+        self._announce()
         while not self._stop.is_set():
             fatal = self.tick()
             if fatal is not None:
@@ -140,6 +141,16 @@ class Balancer:
             )
         self._drain()
         return self._combined(StopReason.STOP_REQUESTED if self._stop.is_set() else StopReason.END_OF_SOURCE)
+
+    def _announce(self) -> None:
+        """Heartbeat, then a moment before taking anything: instances started together see each other
+        and take their shares, instead of the first one taking every unit and handing them back."""
+        try:
+            self._store.heartbeat(self._settings.instance, ttl_seconds=self._settings.lease_ttl_s, units=0)
+        except TokenStoreError as error:
+            log.warning("balance_unavailable", error=str(error), recovery="retried; units held keep running")
+            return
+        self._clock.wait_until(self._stop.is_set, min(2.0, self._settings.tick_s))
 
     def crash(self) -> None:
         """Stop ticking without handing anything back (tests: a process that died)."""

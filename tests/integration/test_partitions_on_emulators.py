@@ -84,9 +84,9 @@ class Feed:
                 last[stream] = checkpoint.token.data
 
 
-def all_checkpointed(store: Any, events: list[dict[str, Any]]) -> bool:
+def all_checkpointed(store: Any, events: list[dict[str, Any]], partitions: int = 3) -> bool:
     """Every unit's checkpoint has reached the last event it owns."""
-    units = plan_units(database="warehouse", partitions=[("inventory", 3), ("transactions", 1)])
+    units = plan_units(database="warehouse", partitions=[("inventory", partitions), ("transactions", 1)])
     parsed = [parse_change_event(extended_json_to_json(e)) for e in events]  # type: ignore[arg-type]
     stored = {stream: c.token.data for stream, c in store.list() if c.token is not None}
     for unit in units:
