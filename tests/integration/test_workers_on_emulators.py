@@ -55,7 +55,7 @@ def test_two_workers_share_the_units_and_a_dead_one_is_restarted(
                                   stderr=subprocess.STDOUT)  # fmt: skip
     try:
         wait_for(lambda: sorted(units_by_worker(port).values()) == [1, 2], 120, "2 workers to share 3 units")
-        assert probe(port, "/readiness")[0] == 200
+        wait_for(lambda: probe(port, "/readiness")[0] == 200, 60, "the supervisor's readiness")
         workers = probe(port, "/health")[1]["workers"]
         victim = workers[0]["pid"]
         subprocess.run(["kill", "-KILL", str(victim)], check=True)
