@@ -103,6 +103,7 @@ class Balancer:
         self._last_move = float("-inf")
         self._stop = threading.Event()
         self._results: list[RunResult] = []
+        self._announced: str | None = None  # the state last logged: standby or unreachable
 
     @property
     def running(self) -> tuple[str, ...]:
@@ -148,7 +149,7 @@ class Balancer:
         try:
             self._store.heartbeat(self._settings.instance, ttl_seconds=self._settings.lease_ttl_s, units=0)
         except TokenStoreError as error:
-            log.warning("balance_unavailable", error=str(error), recovery="retried; units held keep running")
+            self._unreachable(error)
             return
         self._clock.wait_until(self._stop.is_set, min(2.0, self._settings.tick_s))
 
@@ -175,7 +176,7 @@ class Balancer:
             live = {beat.instance for beat in self._store.instances() if beat.expires_at > wall}
             leases = self._store.leases()
         except TokenStoreError as error:
-            log.warning("balance_unavailable", error=str(error), recovery="retried; units held keep running")
+            self._unreachable(error)
             return None
         units = set(settings.units)
         holders = {le.stream_id: le.owner for le in leases if le.stream_id in units and le.expires_at > wall}
@@ -208,9 +209,22 @@ class Balancer:
             self._hand_back(moves.hand_back, now, live=len(live | {settings.instance}))
         if self.running:
             self._health.ok("lease")
+            self._announced = None
         else:
+            if self._announced != "standby":
+                log.info("standby", units=list(settings.units), reason="other instances hold every unit's lease")
+                self._announced = "standby"
             self._health.fail("lease", "standby: other instances hold every unit's lease")
         return None
+
+    def _unreachable(self, error: TokenStoreError) -> None:
+        """One line per outage, not per retry; never the false "standby" (no other instance may exist)."""
+        if self._announced != "unreachable":
+            log.warning("token_store_unreachable", error=str(error), retrying_every_s=round(self._settings.tick_s, 1),
+                        recovery="units held keep running")  # fmt: skip
+            self._announced = "unreachable"
+        if not self.running:
+            self._health.fail("lease", f"cannot take a lease, the token store is unreachable: {error}")
 
     def _take(self, unit: str, now: float) -> None:
         settings = self._settings
