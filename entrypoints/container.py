@@ -30,12 +30,13 @@ from adapters.simulator import WorkloadSpec
 from adapters.store_thread import StoreThread
 from adapters.system_clock import SystemClock
 from application.backoff import RetryPolicy
-from application.balancer import Balancer, BalancerSettings, StartUnit, UnitThread
+from application.balancer import Balancer, BalancerSettings, StartUnit
 from application.health import HealthState
 from application.owned_events import OwnedEventsSource
 from application.pipeline import Pipeline, PipelineSettings, RunResult
 from application.ports import ChangeSource, Clock, Lease, Metrics, Publisher, StoreCalls, TokenStore
 from application.processing import ProcessingSettings, ProcessingStep, StreamRoute
+from application.unit_thread import UnitThread
 from application.worker import StreamWorker, WorkerSettings
 from domain.change_event import ClusterTime
 from domain.envelope import OrderingStrategy
