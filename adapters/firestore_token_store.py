@@ -22,7 +22,7 @@ from google.api_core import exceptions as gexc
 from google.api_core import gapic_v1
 from google.cloud import firestore
 
-from application.ports import Checkpoint, Lease, LeaseLost, StaleCheckpoint, TokenStoreError
+from application.ports import Checkpoint, InstanceBeat, Lease, LeaseLost, PlanStart, StaleCheckpoint, TokenStoreError
 from domain.change_event import ClusterTime, ResumeToken
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -194,20 +194,28 @@ class FirestoreTokenStore:
         return result
 
     def renew_lease(self, lease: Lease, *, ttl_seconds: float) -> Lease:
+        """A conditional write, not a transaction: renewal runs on its own thread beside checkpoint saves
+        to the same document, and two transactions reading one document lock each other out (the
+        emulator then stalls both for seconds). The write carries the read's update time as its
+        precondition, so a concurrent change (a save, a takeover) makes it read again."""
         ref = self._ref(lease.stream_id)
-
-        def renew(transaction: Any) -> Lease:
-            snapshot = ref.get(transaction=transaction)
-            data = snapshot.to_dict() or {} if snapshot.exists else {}
-            if data.get("owner") != lease.owner or int(data.get("generation") or 0) != lease.generation:
-                raise LeaseLost(f"stream {lease.stream_id} is now owned by {data.get('owner') or 'nobody'}")
-            renewed = Lease(lease.stream_id, lease.owner, lease.generation,
-                            datetime.now(UTC) + timedelta(seconds=ttl_seconds))  # fmt: skip
-            transaction.update(ref, {"lease_expires_at": renewed.expires_at})
-            return renewed
-
-        result: Lease = self._run(renew)
-        return result
+        try:
+            for _ in range(5):
+                snapshot = ref.get(timeout=self._timeout_s)
+                data = snapshot.to_dict() or {} if snapshot.exists else {}
+                if data.get("owner") != lease.owner or int(data.get("generation") or 0) != lease.generation:
+                    raise LeaseLost(f"stream {lease.stream_id} is now owned by {data.get('owner') or 'nobody'}")
+                renewed = Lease(lease.stream_id, lease.owner, lease.generation,
+                                datetime.now(UTC) + timedelta(seconds=ttl_seconds))  # fmt: skip
+                try:
+                    ref.update({"lease_expires_at": renewed.expires_at}, timeout=self._timeout_s,
+                               option=self._client.write_option(last_update_time=snapshot.update_time))  # fmt: skip
+                except gexc.FailedPrecondition:
+                    continue  # the document changed since the read: read it again
+                return renewed
+        except (gexc.GoogleAPIError, ValueError, OSError) as error:
+            raise self._unavailable(error) from error
+        raise TokenStoreError(f"the lease document of {lease.stream_id} kept changing; retried")
 
     def release_lease(self, lease: Lease) -> None:
         ref = self._ref(lease.stream_id)
@@ -250,3 +258,89 @@ class FirestoreTokenStore:
             raise self._unavailable(error) from error
         found = [(s.id, _checkpoint_of(s.to_dict() or {})) for s in snapshots]
         return sorted(((stream, cp) for stream, cp in found if cp is not None), key=lambda pair: pair[0])
+
+    # ------------------------------------------------------------------ partition plans
+
+    def _plan_ref(self, plan_id: str) -> Any:
+        # A MongoDB database name never contains "." so no stream id starts with one: no collision, and
+        # list() skips the document (it has no token or cluster_time).
+        return self._collection.document(f".plan:{plan_id}")
+
+    def plan_start(self, plan_id: str) -> PlanStart | None:
+        try:
+            snapshot = self._plan_ref(plan_id).get(timeout=self._timeout_s)
+        except (gexc.GoogleAPIError, ValueError, OSError) as error:
+            raise self._unavailable(error) from error
+        return _plan_of(snapshot.to_dict() or {}) if snapshot.exists else None
+
+    def record_plan(self, plan_id: str, start: PlanStart) -> PlanStart:
+        ref = self._plan_ref(plan_id)
+
+        def create(transaction: Any) -> PlanStart:
+            snapshot = ref.get(transaction=transaction, timeout=self._timeout_s)
+            if snapshot.exists:
+                return _plan_of(snapshot.to_dict() or {})
+            cluster = start.cluster_time
+            fields = {
+                "plan": plan_id,
+                "plan_start": None if cluster is None else {"t": cluster.seconds, "i": cluster.increment},
+                "recorded_at": start.recorded_at or datetime.now(UTC),
+            }
+            transaction.set(ref, fields)
+            return _plan_of(fields)
+
+        result: PlanStart = self._run(create)
+        return result
+
+    # ------------------------------------------------------------------ balancing: leases and heartbeats
+
+    def _stream_all(self) -> list[Any]:
+        try:
+            return list(self._collection.stream(timeout=self._timeout_s))
+        except (gexc.GoogleAPIError, ValueError, OSError) as error:
+            raise self._unavailable(error) from error
+
+    def leases(self) -> list[Lease]:
+        found = []
+        for snapshot in self._stream_all():
+            data = snapshot.to_dict() or {}
+            owner = data.get("owner")
+            if snapshot.id.startswith(".") or not owner or "lease_expires_at" not in data:
+                continue
+            found.append(Lease(snapshot.id, owner, int(data.get("generation") or 0), data["lease_expires_at"]))
+        return sorted(found, key=lambda lease: lease.stream_id)
+
+    def _beat_ref(self, instance: str) -> Any:
+        return self._collection.document(f".instance:{instance}")  # "." first: never a stream id (see plans)
+
+    def heartbeat(self, instance: str, *, ttl_seconds: float, units: int) -> None:
+        expires = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
+        try:
+            self._beat_ref(instance).set(
+                {"instance": instance, "instance_expires_at": expires, "units": units},
+                timeout=self._timeout_s,
+            )
+        except (gexc.GoogleAPIError, ValueError, OSError) as error:
+            raise self._unavailable(error) from error
+
+    def instances(self) -> list[InstanceBeat]:
+        beats = []
+        for snapshot in self._stream_all():
+            data = snapshot.to_dict() or {}
+            if snapshot.id.startswith(".instance:") and "instance_expires_at" in data:
+                beats.append(InstanceBeat(data["instance"], data["instance_expires_at"], int(data.get("units") or 0)))
+        return sorted(beats, key=lambda beat: beat.instance)
+
+    def leave(self, instance: str) -> None:
+        try:
+            self._beat_ref(instance).delete(timeout=min(2.0, self._timeout_s))  # at stop, inside its 10 s
+        except (gexc.GoogleAPIError, ValueError, OSError) as error:
+            raise self._unavailable(error) from error
+
+
+def _plan_of(data: dict[str, Any]) -> PlanStart:
+    cluster = data.get("plan_start")
+    return PlanStart(
+        cluster_time=ClusterTime(seconds=cluster["t"], increment=cluster["i"]) if isinstance(cluster, dict) else None,
+        recorded_at=data.get("recorded_at"),
+    )

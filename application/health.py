@@ -17,6 +17,19 @@ class HealthState:
     failing: dict[str, str] = field(factory=dict)
     last_checkpoint_at: datetime | None = None
     _lock: threading.Lock = field(factory=threading.Lock, repr=False)
+    _units: dict[str, HealthState] = field(factory=dict, repr=False)
+
+    def unit(self, name: str) -> HealthState:
+        """A stream unit's own state, when a process serves several: readiness merges them all (ready
+        while any unit's stream is open and no check fails), naming the unit in each problem."""
+        state = HealthState()
+        with self._lock:
+            self._units[name] = state
+        return state
+
+    def drop_unit(self, name: str) -> None:
+        with self._lock:
+            self._units.pop(name, None)
 
     def fail(self, check: str, message: str) -> None:
         with self._lock:
@@ -39,6 +52,14 @@ class HealthState:
         """(ready, problems): ready only when the stream is open and nothing is failing."""
         with self._lock:
             problems = dict(self.failing)
-            if not self.stream_open and "worker" not in problems:
-                problems.setdefault("stream", "change stream not open yet")
-            return not problems, problems
+            stream_open = self.stream_open
+            units = list(self._units.items())
+        for name, unit in units:
+            with unit._lock:
+                stream_open = stream_open or unit.stream_open
+                for check, message in unit.failing.items():
+                    seen = problems.get(check)
+                    problems[check] = f"{name}: {message}" if seen is None else f"{seen}; {name}: {message}"
+        if not stream_open and "worker" not in problems:
+            problems.setdefault("stream", "change stream not open yet")
+        return not problems, problems

@@ -155,6 +155,26 @@ class Lease:
     expires_at: datetime
 
 
+@frozen
+class PlanStart:
+    """Where a partition plan (``streams[].partitions``) took effect, recorded once when it was first
+    applied: a unit of the plan with no checkpoint of its own starts here, never at a position another
+    unit reached while filtering its events out. ``cluster_time`` None: the source's own beginning,
+    the same for every unit (the top of a JSONL file)."""
+
+    cluster_time: ClusterTime | None
+    recorded_at: datetime | None = None
+
+
+@frozen
+class InstanceBeat:
+    """A connector process's heartbeat in the lease table: it counts as live until ``expires_at``."""
+
+    instance: str
+    expires_at: datetime
+    units: int = 0
+
+
 class StaleCheckpoint(Exception):
     """The save would move the checkpoint backwards, or came from a fenced-out owner."""
 
@@ -200,8 +220,32 @@ class TokenStore(Protocol):
         the lease, so a running owner is fenced out instead of overwriting it."""
         ...
 
+    def leases(self) -> list[Lease]:
+        """Every stream's lease that has an owner (expired ones too: the caller compares the time)."""
+        ...
+
+    def heartbeat(self, instance: str, *, ttl_seconds: float, units: int) -> None:
+        """Say that ``instance`` lives (holding ``units``) for ``ttl_seconds``: live instances share the units."""
+        ...
+
+    def instances(self) -> list[InstanceBeat]:
+        """Every instance's last heartbeat (expired ones too)."""
+        ...
+
+    def leave(self, instance: str) -> None:
+        """Forget ``instance``'s heartbeat (graceful stop), so the others take its share at once."""
+        ...
+
     def list(self) -> list[tuple[str, Checkpoint]]:
         """Every stored stream id with its checkpoint."""
+        ...
+
+    def plan_start(self, plan_id: str) -> PlanStart | None:
+        """The recorded start of a partition plan, or None if it was never applied."""
+        ...
+
+    def record_plan(self, plan_id: str, start: PlanStart) -> PlanStart:
+        """Create-if-absent, atomically: the first writer's record wins and is returned to everyone."""
         ...
 
 

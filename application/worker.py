@@ -13,19 +13,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import attrs
 import structlog
 from attrs import field, frozen
 
 from application.backoff import RetryPolicy
 from application.health import HealthState
+from application.lease_keeper import LeaseKeeper
+from application.partition_plan import ensure_plan_start
 from application.pipeline import Pipeline, RunResult, StopReason
 from application.ports import (
-    Cancellable,
-    Checkpoint,
     Clock,
     Lease,
     LeaseLost,
     Metrics,
+    PlanStart,
     StartPosition,
     TokenStore,
     TokenStoreError,
@@ -45,6 +47,7 @@ class WorkerSettings:
     start_time: ClusterTime | None = None
     retry: RetryPolicy = field(factory=RetryPolicy)
     units: tuple[StreamUnit, ...] = ()  # the candidates, base unit first; empty: ``stream_id`` alone
+    pin_now: bool = False  # "now" is no shared position for this source (MongoDB): a plan pins it to a time
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -68,7 +71,10 @@ class StreamWorker:
         metrics: Metrics,
         health: HealthState,
         pipeline_factory: PipelineFactory,
+        lease_clock: Clock | None = None,
     ) -> None:
+        """``lease_clock``: the clock lease renewal runs on; give it one no other I/O waits on (in
+        production a SystemClock of its own, so renewal never queues behind a checkpoint save)."""
         self._settings = settings
         self._store = token_store
         self._clock = clock
@@ -78,7 +84,9 @@ class StreamWorker:
         self._stop = threading.Event()
         self._pipeline: Pipeline | None = None
         self._lease: Lease | None = None
-        self._renewal: Cancellable | None = None
+        self._keeper: LeaseKeeper | None = None
+        self._lost = False
+        self._lease_clock = lease_clock or clock
         self._lock = threading.Lock()
         self._stream_id = settings.stream_id
 
@@ -97,10 +105,18 @@ class StreamWorker:
         self._clock.notify()
 
     def run(self) -> RunResult:
+        """Wait for a free unit among the candidates, then serve it."""
         lease = self._acquire()
         if lease is None:
             return RunResult(reason=StopReason.STOP_REQUESTED, events=0, checkpoint=None)
+        return self.serve(lease)
+
+    def serve(self, lease: Lease) -> RunResult:
+        """Serve the unit of a lease already taken (a balancer took it) until stopped, then release it."""
+        self._stream_id, self._lease = lease.stream_id, lease
+        self._metrics.lease_owned(unit=lease.stream_id, owned=True, generation=lease.generation)
         try:
+            self._keep_lease()
             start = self._start_position()
             if start is None:
                 return RunResult(reason=StopReason.STOP_REQUESTED, events=0, checkpoint=None)
@@ -109,8 +125,10 @@ class StreamWorker:
                 self._pipeline = pipeline
             if self._stop.is_set():
                 pipeline.request_stop()
-            self._schedule_renewal()
-            return pipeline.run(start)
+            result = pipeline.run(start)
+            if self._lost and result.reason is StopReason.END_OF_SOURCE:  # stopped short: not the end
+                result = attrs.evolve(result, reason=StopReason.STOP_REQUESTED)
+            return result
         finally:
             self._release()
 
@@ -136,7 +154,6 @@ class StreamWorker:
                     continue
                 self._stream_id = stream_id
                 self._lease = lease
-                self._metrics.lease_owned(unit=stream_id, owned=True, generation=lease.generation)
                 self._health.ok("lease")
                 log.info("lease_acquired", stream=stream_id, generation=lease.generation, owner=settings.owner)
                 if len(candidates) > 1:
@@ -155,34 +172,29 @@ class StreamWorker:
             self._clock.wait_until(self._stop.is_set, settings.lease_ttl_s / 3)
         return None
 
-    def _schedule_renewal(self) -> None:
-        if self._lease is not None:  # keep renewing while draining after a stop request
-            self._renewal = self._clock.call_later(self._settings.lease_ttl_s / 3, self._renew)
+    def _keep_lease(self) -> None:
+        if self._lease is not None:  # renewed while draining after a stop request too
+            self._keeper = LeaseKeeper(
+                store=self._store, clock=self._lease_clock, lease=self._lease,
+                ttl_s=self._settings.lease_ttl_s, on_lost=self._lease_lost,
+            ).start()  # fmt: skip
 
-    def _renew(self) -> None:
-        lease = self._lease
-        if lease is None:
-            return
-        try:
-            self._lease = self._store.renew_lease(lease, ttl_seconds=self._settings.lease_ttl_s)
-        except LeaseLost as error:
-            log.error("lease_lost", error=str(error), recovery="another instance took over; this one stops")
-            self._lease = None
-            self._metrics.lease_owned(unit=self._stream_id, owned=False)
-            self._health.fail("lease", f"lease lost: {error}")
-            self._stop.set()
-            if self._pipeline is not None:
-                self._pipeline.request_stop()
-                self._pipeline.request_stop()  # fenced out: stop publishing at once, no final checkpoint
-            return
-        except Exception as error:  # unreachable store (or an adapter bug): keep trying while the lease lasts
-            log.warning("lease_renewal_failed", error=str(error))
-        self._schedule_renewal()
+    def _lease_lost(self, reason: str) -> None:
+        self._lost = True
+        self._metrics.lease_owned(unit=self._stream_id, owned=False)
+        self._health.fail("lease", f"lease lost: {reason}")
+        self._stop.set()
+        with self._lock:
+            pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.request_stop()
+            pipeline.request_stop()  # fenced out: stop publishing at once, no final checkpoint
+        self._clock.notify()
 
     def _release(self) -> None:
-        if self._renewal is not None:
-            self._renewal.cancel()
-        lease, self._lease = self._lease, None
+        keeper, self._keeper = self._keeper, None
+        lease = keeper.stop() if keeper is not None else self._lease
+        self._lease = None
         if lease is None:
             return
         try:
@@ -194,8 +206,9 @@ class StreamWorker:
     # ------------------------------------------------------------------ start position
 
     def _start_position(self) -> StartPosition | None:
-        """The stored token always wins (nothing lost across restarts); ``start_at`` applies to a stream
-        that has never been checkpointed."""
+        """The stored token always wins (nothing lost across restarts). A unit of a partition plan that
+        has never checkpointed starts where the plan took effect (recorded before this unit, or any
+        other of the plan, processes anything); ``start_at`` applies to a lone stream never checkpointed."""
         settings = self._settings
         retrying = settings.retry.retrying(
             retry_on=TokenStoreError,
@@ -203,34 +216,30 @@ class StreamWorker:
             before_sleep=lambda state: log.warning("checkpoint_load_retry", attempt=state.attempt_number),
         )
         stream_id = self._stream_id
+        plan: PlanStart | None = None
+        if len(settings.units) > 1:
+            plan = retrying(
+                ensure_plan_start,
+                store=self._store,
+                units=settings.units,
+                clock=self._clock,
+                start_time=settings.start_time,
+                pin_now=settings.pin_now,
+            )
         stored = retrying(self._store.load, stream_id)
         if self._stop.is_set():
             return None
-        unit = settings.unit(stream_id)
-        if stored is None and unit is not None and unit.partition is not None:
-            stored = self._inherited(unit, retrying(self._store.list))
         if stored is not None and stored.token is not None:
             log.info("resuming", stream=stream_id, token=stored.token.data, cluster_time=str(stored.cluster_time))
             return StartPosition(start_after=stored.token)
         if stored is not None and stored.cluster_time is not None:
             log.info("starting_at_stored_time", stream=stream_id, cluster_time=str(stored.cluster_time))
             return StartPosition(at_time=stored.cluster_time)
+        if plan is not None:
+            log.info("starting_at_plan_start", stream=stream_id, cluster_time=str(plan.cluster_time))
+            return StartPosition(at_time=plan.cluster_time)
         if settings.start_time is not None:
             log.info("starting_at_time", stream=stream_id, cluster_time=str(settings.start_time))
             return StartPosition(at_time=settings.start_time)
         log.info("starting_now", stream=stream_id)
         return StartPosition()
-
-    @staticmethod
-    def _inherited(unit: StreamUnit, stored: list[tuple[str, Checkpoint]]) -> Checkpoint | None:
-        """A new partition unit starts at the earliest time among the positions it takes over from."""
-        times = [
-            checkpoint.cluster_time
-            for stream_id, checkpoint in stored
-            if unit.inherits_from(stream_id) and checkpoint.cluster_time is not None
-        ]
-        if not times:
-            return None
-        earliest = min(times)
-        log.info("partition_inherits_position", stream=unit.stream_id, cluster_time=str(earliest))
-        return Checkpoint(token=None, cluster_time=earliest)

@@ -13,7 +13,7 @@ different documents in different units have no relative order, which CONTRACT §
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from attrs import frozen
 
@@ -95,6 +95,19 @@ def plan_units(*, database: str, partitions: Iterable[tuple[str, int]]) -> tuple
                 StreamUnit(partition_stream_id(database, partition), database, partition, unpartitioned, partitioned)
             )
     return tuple(units)
+
+
+def plan_id(units: Sequence[StreamUnit]) -> str:
+    """Names a partition plan: its database and each split collection's count, e.g.
+    ``warehouse|inventory=3``. Units of one plan agree on it; changing any count makes a new plan."""
+    counts = sorted({(u.partition.collection, u.partition.count) for u in units if u.partition is not None})
+    return units[0].database + "".join(f"|{collection}={count}" for collection, count in counts)
+
+
+def taken_over_by(units: Sequence[StreamUnit], stream_id: str) -> bool:
+    """Whether ``stream_id``'s checkpoint is one a unit of this plan takes over from (see
+    :meth:`StreamUnit.inherits_from`): a position written under the previous plan."""
+    return any(unit.inherits_from(stream_id) for unit in units)
 
 
 def partition_of(document_id: JsonValue, count: int) -> int:

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import cattrs
 from dependency_injector import containers, providers
 
@@ -29,11 +30,13 @@ from adapters.simulator import WorkloadSpec
 from adapters.store_thread import StoreThread
 from adapters.system_clock import SystemClock
 from application.backoff import RetryPolicy
+from application.balancer import Balancer, BalancerSettings, StartUnit
 from application.health import HealthState
 from application.owned_events import OwnedEventsSource
-from application.pipeline import Pipeline, PipelineSettings
-from application.ports import ChangeSource, Clock, Metrics, Publisher, StoreCalls, TokenStore
+from application.pipeline import Pipeline, PipelineSettings, RunResult
+from application.ports import ChangeSource, Clock, Lease, Metrics, Publisher, StoreCalls, TokenStore
 from application.processing import ProcessingSettings, ProcessingStep, StreamRoute
+from application.unit_thread import UnitThread
 from application.worker import StreamWorker, WorkerSettings
 from domain.change_event import ClusterTime
 from domain.envelope import OrderingStrategy
@@ -256,6 +259,45 @@ def _pipeline_factory(
     return build
 
 
+def _finite(source: str, follow: bool, count: int | None) -> bool:
+    """Whether the source ends by itself (then ``run`` stops once every unit has reached the end)."""
+    return (source == "jsonl" and not follow) or (source == "simulated" and count is not None)
+
+
+def _start_unit(
+    *,
+    settings: WorkerSettings,
+    token_store: TokenStore,
+    clock: Clock,
+    lease_clock: Clock,
+    metrics: Metrics,
+    health: HealthState,
+    pipeline_factory: Callable[[int, str], Pipeline],
+) -> StartUnit:
+    """Serves a unit the balancer took: its own worker, health, pipeline and lease keeper, on a thread."""
+
+    def start(lease: Lease) -> UnitThread:
+        worker = StreamWorker(
+            settings=attrs.evolve(settings, stream_id=lease.stream_id),
+            token_store=token_store,
+            clock=clock,
+            metrics=metrics,
+            health=health.unit(lease.stream_id),
+            pipeline_factory=pipeline_factory,
+            lease_clock=lease_clock,
+        )
+
+        def serve() -> RunResult:
+            try:
+                return worker.serve(lease)
+            finally:
+                health.drop_unit(lease.stream_id)
+
+        return UnitThread(name=lease.stream_id, serve=serve, stop=worker.request_stop, clock=clock)
+
+    return start
+
+
 def _owner() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -264,6 +306,7 @@ class Container(containers.DeclarativeContainer):
     config = providers.Configuration(strict=True)
 
     clock = providers.Singleton(SystemClock)
+    lease_clock = providers.Singleton(SystemClock)  # lease renewal's own timer thread: never behind a save
     health = providers.Singleton(HealthState)
     metrics = providers.Singleton(PrometheusMetrics, health=health)
     retry = providers.Singleton(_retry_policy, config.retry)
@@ -348,15 +391,32 @@ class Container(containers.DeclarativeContainer):
         start_time=providers.Callable(_start_time, config.mongodb.start_at),
         retry=retry,
         units=units,
+        pin_now=providers.Callable(lambda source: source == "mongodb", config.source),
     )
-    worker = providers.Singleton(
-        StreamWorker,
+    start_unit = providers.Singleton(
+        _start_unit,
         settings=worker_settings,
         token_store=token_store,
         clock=clock,
+        lease_clock=lease_clock,
         metrics=metrics,
         health=health,
         pipeline_factory=pipeline_factory,
+    )
+    worker = providers.Singleton(  # the process's units: a fair share of the leases, each unit on its own thread
+        Balancer,
+        settings=providers.Singleton(
+            BalancerSettings,
+            instance=providers.Callable(lambda settings: settings.owner, worker_settings),
+            units=providers.Callable(lambda units: tuple(unit.stream_id for unit in units), units),
+            lease_ttl_s=config.token_store.lease_seconds,
+            finite=providers.Callable(_finite, config.source, config.jsonl.follow, config.simulated.count),
+        ),
+        store=token_store,
+        clock=clock,
+        start_unit=start_unit,
+        health=health,
+        metrics=metrics,
     )
 
 

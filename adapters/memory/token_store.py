@@ -5,7 +5,16 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
-from application.ports import Checkpoint, Clock, Lease, LeaseLost, StaleCheckpoint, TokenStoreError
+from application.ports import (
+    Checkpoint,
+    Clock,
+    InstanceBeat,
+    Lease,
+    LeaseLost,
+    PlanStart,
+    StaleCheckpoint,
+    TokenStoreError,
+)
 
 
 class InMemoryTokenStore:
@@ -15,8 +24,10 @@ class InMemoryTokenStore:
         self._clock = clock
         self._lock = threading.Lock()
         self.checkpoints: dict[str, Checkpoint] = {}
-        self.leases: dict[str, Lease] = {}
+        self.held: dict[str, Lease] = {}  # stream id -> its lease
         self.generations: dict[str, int] = {}
+        self.plans: dict[str, PlanStart] = {}
+        self.beats: dict[str, InstanceBeat] = {}
         self.saves: list[tuple[str, Checkpoint, float]] = []
         self.refused: list[tuple[str, Checkpoint]] = []
         self.fail_next_saves = 0
@@ -59,36 +70,38 @@ class InMemoryTokenStore:
             if self.down:
                 raise TokenStoreError("token store unavailable (injected)")
             now = self._now()
-            lease = self.leases.get(stream_id)
+            lease = self.held.get(stream_id)
             if lease is not None and lease.owner != owner and lease.expires_at > now:
                 return None
             generation = self.generations.get(stream_id, 0) + 1
             self.generations[stream_id] = generation
             new = Lease(stream_id, owner, generation, now + timedelta(seconds=ttl_seconds))
-            self.leases[stream_id] = new
+            self.held[stream_id] = new
             return new
 
     def renew_lease(self, lease: Lease, *, ttl_seconds: float) -> Lease:
         with self._lock:
-            current = self.leases.get(lease.stream_id)
+            if self.down:
+                raise TokenStoreError("token store unavailable (injected)")
+            current = self.held.get(lease.stream_id)
             if current is None or current.owner != lease.owner or current.generation != lease.generation:
                 raise LeaseLost(f"stream {lease.stream_id} is now owned by {current.owner if current else 'nobody'}")
             renewed = Lease(
                 lease.stream_id, lease.owner, lease.generation, self._now() + timedelta(seconds=ttl_seconds)
             )
-            self.leases[lease.stream_id] = renewed
+            self.held[lease.stream_id] = renewed
             return renewed
 
     def release_lease(self, lease: Lease) -> None:
         with self._lock:
-            current = self.leases.get(lease.stream_id)
+            current = self.held.get(lease.stream_id)
             if current is not None and current.owner == lease.owner and current.generation == lease.generation:
-                del self.leases[lease.stream_id]
+                del self.held[lease.stream_id]
 
     def set_position(self, stream_id: str, checkpoint: Checkpoint) -> None:
         with self._lock:
             self.generations[stream_id] = self.generations.get(stream_id, 0) + 1
-            self.leases.pop(stream_id, None)
+            self.held.pop(stream_id, None)
             self.checkpoints[stream_id] = checkpoint
 
     def delete(self, stream_id: str) -> None:
@@ -98,6 +111,42 @@ class InMemoryTokenStore:
     def list(self) -> list[tuple[str, Checkpoint]]:
         with self._lock:
             return sorted(self.checkpoints.items())
+
+    def plan_start(self, plan_id: str) -> PlanStart | None:
+        with self._lock:
+            if self.down:
+                raise TokenStoreError("token store unavailable (injected)")
+            return self.plans.get(plan_id)
+
+    def record_plan(self, plan_id: str, start: PlanStart) -> PlanStart:
+        with self._lock:
+            if self.down:
+                raise TokenStoreError("token store unavailable (injected)")
+            return self.plans.setdefault(plan_id, PlanStart(start.cluster_time, start.recorded_at or self._now()))
+
+    def leases(self) -> list[Lease]:
+        with self._lock:
+            self._check_up()
+            return sorted(self.held.values(), key=lambda lease: lease.stream_id)
+
+    def heartbeat(self, instance: str, *, ttl_seconds: float, units: int) -> None:
+        with self._lock:
+            self._check_up()
+            self.beats[instance] = InstanceBeat(instance, self._now() + timedelta(seconds=ttl_seconds), units)
+
+    def instances(self) -> list[InstanceBeat]:
+        with self._lock:
+            self._check_up()
+            return sorted(self.beats.values(), key=lambda beat: beat.instance)
+
+    def leave(self, instance: str) -> None:
+        with self._lock:
+            self._check_up()
+            self.beats.pop(instance, None)
+
+    def _check_up(self) -> None:
+        if self.down:
+            raise TokenStoreError("token store unavailable (injected)")
 
 
 def _older(new: Checkpoint, stored: Checkpoint) -> bool:

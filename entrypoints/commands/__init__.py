@@ -1,3 +1,3 @@
 """Sub-commands of ``connector``; importing this package registers them on the group."""
 
-from entrypoints.commands import admin, backfill, check, replay, run, simulate  # noqa: F401
+from entrypoints.commands import admin, admin_units, backfill, check, replay, run, simulate  # noqa: F401

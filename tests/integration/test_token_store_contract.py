@@ -9,7 +9,7 @@ import pytest
 
 from adapters.firestore_token_store import FirestoreTokenStore
 from adapters.memory.token_store import InMemoryTokenStore
-from application.ports import Checkpoint, LeaseLost, StaleCheckpoint, TokenStore
+from application.ports import Checkpoint, LeaseLost, PlanStart, StaleCheckpoint, TokenStore
 from domain.change_event import ClusterTime, ResumeToken
 
 from .conftest import PROJECT
@@ -92,3 +92,39 @@ def test_delete_forgets_the_token_and_list_shows_streams(make_store: Callable[[]
     store.delete("a")
     assert store.load("a") is None
     assert [stream for stream, _ in store.list()] == ["b"]
+
+
+def test_a_plan_start_is_created_once_and_the_first_writer_wins(make_store: Callable[[], TokenStore]) -> None:
+    store = make_store()
+    assert store.plan_start("warehouse|inventory=3") is None
+    first = PlanStart(cluster_time=ClusterTime(seconds=1_700_000_100, increment=2))
+    recorded = store.record_plan("warehouse|inventory=3", first)
+    assert recorded.cluster_time == first.cluster_time
+    later = PlanStart(cluster_time=ClusterTime(seconds=1_700_000_900, increment=1))
+    assert make_store().record_plan("warehouse|inventory=3", later).cluster_time == first.cluster_time
+    assert make_store().plan_start("warehouse|inventory=3") == store.plan_start("warehouse|inventory=3")
+    top = store.record_plan("warehouse|inventory=4", PlanStart(cluster_time=None))  # a file's top
+    assert top.cluster_time is None and store.plan_start("warehouse|inventory=4") is not None
+    assert store.list() == []  # a plan is not a stream: admin tokens list does not show it
+
+
+def test_heartbeats_and_the_lease_table(make_store: Callable[[], TokenStore]) -> None:
+    store = make_store()
+    assert store.instances() == [] and store.leases() == []
+    store.heartbeat("host-1", ttl_seconds=30, units=2)
+    store.heartbeat("host-2", ttl_seconds=-1, units=0)  # already expired: listed, the caller compares times
+    store.heartbeat("host-1", ttl_seconds=30, units=3)
+    beats = make_store().instances()
+    assert [(b.instance, b.units) for b in beats] == [("host-1", 3), ("host-2", 0)]
+    assert beats[0].expires_at > datetime.now(UTC) > beats[1].expires_at
+    lease = store.acquire_lease("warehouse.inventory.p0of2", owner="host-1", ttl_seconds=30)
+    assert lease is not None and store.acquire_lease("warehouse", owner="host-2", ttl_seconds=30) is not None
+    assert [(le.stream_id, le.owner, le.generation) for le in make_store().leases()] == [
+        ("warehouse", "host-2", 1),
+        ("warehouse.inventory.p0of2", "host-1", 1),
+    ]
+    store.release_lease(lease)
+    store.leave("host-2")
+    assert [le.stream_id for le in store.leases()] == ["warehouse"]
+    assert [b.instance for b in store.instances()] == ["host-1"]
+    assert store.list() == []  # neither heartbeats nor leases are checkpoints

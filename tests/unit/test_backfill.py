@@ -76,7 +76,7 @@ def test_documents_arrive_as_snapshots_with_change_event_ordering_keys(primary: 
     saved = [checkpoint.token.data for name, checkpoint, _ in store.saves if name == stream]  # type: ignore[union-attr]
     assert len(saved) > 1 and saved == sorted(saved), "saved like checkpoints, in order"
     assert store.generations[stream] == 1, "one lease per run, not a generation bump per save"
-    assert stream not in store.leases, "released at the end"
+    assert stream not in store.held, "released at the end"
 
 
 def test_resume_after_a_crash_publishes_every_document_with_stable_ids(primary: ScriptedPrimary) -> None:

@@ -13,13 +13,14 @@ from adapters.mongo_source import MongoChangeSource, unit_filter
 from adapters.simulator import WorkloadSpec, generate_events
 from application.health import HealthState
 from application.owned_events import OwnedEventsSource
+from application.partition_plan import ensure_plan_start
 from application.pipeline import Pipeline, PipelineSettings, StopReason
-from application.ports import Checkpoint, StartPosition
+from application.ports import Checkpoint, PlanStart, StartPosition
 from application.worker import StreamWorker, WorkerSettings
 from domain.change_event import ChangeEvent, ClusterTime, OperationKind, ResumeToken, parse_change_event
-from domain.envelope import OrderingStrategy, ordering_key
+from domain.envelope import OrderingStrategy, event_id, ordering_key
 from domain.extended_json import extended_json_to_json
-from domain.partitions import plan_units
+from domain.partitions import plan_id, plan_units, taken_over_by
 from tests.pipeline_support import World, data_of, first_delivery_order_kept, step, token_data, workload
 
 UNITS = plan_units(database="warehouse", partitions=[("inventory", 4), ("transactions", 1)])
@@ -36,6 +37,7 @@ def simulated(count: int = 3000) -> list[ChangeEvent]:
 
 def ddl(operation: str, collection: str | None, n: int) -> ChangeEvent:
     raw: dict[str, Any] = {"_id": {"_data": token_data(n)}, "operationType": operation}
+    raw["clusterTime"] = {"t": 1_735_689_600 + n // 4, "i": n % 4 + 1}  # as in pipeline_support.event
     raw["ns"] = {"db": "warehouse"} if collection is None else {"db": "warehouse", "coll": collection}
     return parse_change_event(raw)
 
@@ -199,6 +201,50 @@ def test_a_new_partition_starts_at_the_earliest_position_it_takes_over_from() ->
     assert built == ["warehouse.inventory.p0of2"]
     first_published = min(data_of(m)["cluster_time"] for m in world.delivered)
     assert first_published == "2025-01-01T00:00:10Z"  # from `early`, not `late`: re-read, nothing skipped
+
+
+def test_a_fresh_start_loses_nothing_when_the_base_unit_reads_ahead_first() -> None:
+    """The base unit filters the split collection's events out and checkpoints past them; split units
+    starting later begin where the plan took effect (the top of the source), not at the base's position."""
+    world = World()
+    data_events = workload(random.Random(7), count=400, documents=40)
+    events = [*data_events, ddl("createIndexes", "inventory", 400)]  # the base unit's, after all the rest
+    built: list[str] = []
+    for owner in ("a", "b", "c"):  # one after the other: the base first, each keeps its unit busy after
+        result = _worker(world, events, owner=owner, built=built).run()
+        assert result.reason is StopReason.END_OF_SOURCE
+        world.store.acquire_lease(built[-1], owner="keep it busy", ttl_seconds=1e9)
+    assert built == ["warehouse", "warehouse.inventory.p0of2", "warehouse.inventory.p1of2"]
+    assert world.store.checkpoints["warehouse"].token == events[-1].token  # it read past every event
+    published = [data_of(m)["event_id"] for m in world.delivered]
+    assert len(published) == len(set(published))
+    assert {event_id(e.token.data) for e in data_events} <= set(published)
+    assert first_delivery_order_kept(world.delivered)
+
+
+def test_a_plan_is_recorded_once_before_its_units_start_and_the_first_writer_wins() -> None:
+    world = World()
+    events = workload(random.Random(8), count=40, documents=5)
+    _worker(world, events, owner="a", built=[]).run()
+    plan = plan_id(plan_units(database="warehouse", partitions=[("inventory", 2)]))
+    assert plan == "warehouse|inventory=2"
+    recorded = world.store.plans[plan]
+    assert recorded.cluster_time is None  # a file's "now" is its top, common to every unit
+    late = ClusterTime(seconds=1_735_689_650, increment=1)
+    assert world.store.record_plan(plan, PlanStart(cluster_time=late)) == recorded
+
+
+def test_a_fresh_mongodb_plan_pins_now_or_takes_the_configured_time() -> None:
+    world = World()
+    units = plan_units(database="warehouse", partitions=[("inventory", 3)])
+    pinned = ensure_plan_start(store=world.store, units=units, clock=world.clock, start_time=None, pin_now=True)
+    assert pinned.cluster_time == ClusterTime(seconds=int(world.clock.now().timestamp()), increment=0)
+    configured = ClusterTime(seconds=1_700_000_000, increment=0)
+    other = plan_units(database="warehouse", partitions=[("inventory", 4)])
+    assert taken_over_by(other, "warehouse.inventory.p0of3")
+    world.store.checkpoints.clear()
+    started = ensure_plan_start(store=world.store, units=other, clock=world.clock, start_time=configured, pin_now=True)
+    assert started.cluster_time == configured
 
 
 def test_what_a_new_partition_inherits_from() -> None:
