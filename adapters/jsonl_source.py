@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from application.event_flow import EventInputError
+from application.event_flow import EventInputError, batched
 from application.ports import SourceBatch, SourceError, SourceEvent, SourceItem, StartPosition
 from domain.change_event import ChangeEvent, MalformedEventError, parse_change_event
 from domain.event_codec import EventDecodeError, decode_event_line
@@ -43,15 +43,7 @@ class JsonlSource:
         self._closed = True
 
     def read(self, start: StartPosition) -> Iterator[SourceBatch]:
-        batch: list[SourceItem] = []
-        for item in self._items(start):
-            if item is not None:
-                batch.append(item)
-            if batch and (item is None or len(batch) >= self._batch_size):
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        return batched(self._items(start), size=self._batch_size)
 
     def _items(self, start: StartPosition) -> Iterator[SourceItem | None]:
         """Items, and None whenever the file has nothing more for now."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from adapters.simulator import WorkloadSpec, generate_events
-from application.event_flow import whole_events
+from application.event_flow import batched, whole_events
 from application.ports import SourceBatch, SourceError, SourceEvent, SourceItem, StartPosition
 from domain.extended_json import extended_json_to_json
 from domain.json_types import JsonObject
@@ -48,15 +48,7 @@ class SimulatedSource:
             yield number, mapped
 
     def read(self, start: StartPosition) -> Iterator[SourceBatch]:
-        batch: list[SourceItem] = []
-        for item in self._items(start):
-            if item is not None:
-                batch.append(item)
-            if batch and (item is None or len(batch) >= self._batch_size):
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        return batched(self._items(start), size=self._batch_size)
 
     def _items(self, start: StartPosition) -> Iterator[SourceItem | None]:
         """Items, and None before every pacing wait."""

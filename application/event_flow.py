@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from application.ports import SourceBatch, SourceItem
 from domain.change_event import ChangeEvent, MalformedEventError, parse_change_event
 from domain.json_types import JsonObject
 from domain.split_events import SplitEventAssembler, SplitEventError
@@ -34,3 +35,18 @@ def whole_events(raw_events: Iterable[tuple[P, JsonObject]]) -> Iterator[tuple[P
                 yield position, parse_change_event(whole)
         except (SplitEventError, MalformedEventError) as error:
             raise EventInputError(position, str(error)) from None
+
+
+def batched(items: Iterable[SourceItem | None], *, size: int) -> Iterator[SourceBatch]:
+    """Cut a source's items into batches of at most ``size``; ``None`` in ``items`` marks a moment the
+    source has nothing more at hand (end of the file for now, a pacing wait), where the batch so far is
+    handed on rather than held while the source waits."""
+    batch: list[SourceItem] = []
+    for item in items:
+        if item is not None:
+            batch.append(item)
+        if batch and (item is None or len(batch) >= size):
+            yield batch
+            batch = []
+    if batch:
+        yield batch
