@@ -145,13 +145,15 @@ class Balancer:
 
     def _announce(self) -> None:
         """Heartbeat, then a moment before taking anything: instances started together see each other
-        and take their shares, instead of the first one taking every unit and handing them back."""
+        and take their shares, instead of the first one taking every unit and handing them back. With a
+        single unit there are no shares, so it is taken at once (no start-up delay for the usual case)."""
         try:
             self._store.heartbeat(self._settings.instance, ttl_seconds=self._settings.lease_ttl_s, units=0)
         except TokenStoreError as error:
             self._unreachable(error)
             return
-        self._clock.wait_until(self._stop.is_set, min(2.0, self._settings.tick_s))
+        if len(self._settings.units) > 1:
+            self._clock.wait_until(self._stop.is_set, min(2.0, self._settings.tick_s))
 
     def crash(self) -> None:
         """Stop ticking without handing anything back (tests: a process that died)."""
