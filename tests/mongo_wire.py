@@ -79,12 +79,15 @@ class ScriptedPrimary:
         return client
 
     def finish(self, stop: Callable[[], None], thread: threading.Thread) -> None:
-        """End a reader blocked in a getMore: from now on getMores get empty batches, then ``stop()``."""
+        """End a reader blocked in a getMore or a (re)opening aggregate: from now on both get empty
+        answers, then ``stop()``. A reader that reopened after an invalidate just before the stop waits
+        on an aggregate, so that needs its answer as much as a getMore does."""
         self.server.autoresponds(_Named("getMore"), self._empty_batch)
+        self.server.autoresponds(_Named("aggregate"), self._empty_first_batch)
         stop()
         if self.pending is not None and self.pending.command_name == "getMore":
             self._answered(self._empty_batch)
-        while thread.is_alive():  # a getMore queued before the autoresponder came still needs its answer
+        while thread.is_alive():  # a request queued before the autoresponders came still needs its answer
             try:
                 request = self.server.receives(timeout=0.2)
             except AssertionError:  # nothing queued: the reader is on its way out
@@ -92,6 +95,13 @@ class ScriptedPrimary:
                 continue
             if request is not None and request.command_name == "getMore":
                 self._empty_batch(request)
+            elif request is not None and request.command_name == "aggregate":
+                self._empty_first_batch(request)
+
+    @staticmethod
+    def _empty_first_batch(request: OpMsg) -> bool:
+        cursor = {"id": Int64(CURSOR_ID), "ns": "warehouse.$cmd.aggregate", "firstBatch": []}
+        return bool(request.replies({"cursor": cursor, "ok": 1}))
 
     @staticmethod
     def _empty_batch(request: OpMsg) -> bool:
