@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -17,7 +16,7 @@ from adapters import gcp_emulators
 from adapters.simulator import WorkloadSpec, generate_events
 
 from .test_lease_takeover import append, probe, wait_for
-from .test_partitions_on_emulators import all_checkpointed, pull_distinct
+from .test_partitions_on_emulators import all_checkpointed, all_delivered, assert_in_document_order, partitioned
 from .test_run_end_to_end import CONNECTOR, Deployment, connector
 
 INSTANCES = 4  # enough for the 4 units even where one process serves one unit
@@ -27,10 +26,7 @@ INSTANCES = 4  # enough for the 4 units even where one process serves one unit
 def deployment(
     tmp_path: Path, unique: str, pubsub_emulator: gcp_emulators.Emulator, firestore_emulator: gcp_emulators.Emulator
 ) -> Deployment:
-    d = Deployment(tmp_path, unique, pubsub_emulator, firestore_emulator)
-    text = d.config.read_text().replace("jsonl: {path:", "jsonl: {follow: true, path:")
-    d.config.write_text(text.replace("document_type: inventory,", "document_type: inventory, partitions: 3,"))
-    return d
+    return partitioned(tmp_path, unique, pubsub_emulator, firestore_emulator, partitions=3)
 
 
 def _start(deployment: Deployment, tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
@@ -78,22 +74,4 @@ def test_a_fresh_start_with_three_partitions_loses_nothing(
                 process.kill()
                 process.wait()
 
-    received: list[Any] = []
-    for name, subscription in deployment.subscriptions.items():
-        received += pull_distinct(
-            subscription, {i for i, m in expected.items() if m["topic"] == deployment.topics[name]}
-        )
-    delivered = {m.attributes["event_id"] for m in received}
-    missing = set(expected) - delivered
-    assert not missing, f"{len(missing)} of {len(expected)} events were never published"
-    last_seq: dict[str, int] = {}
-    seen: set[str] = set()
-    for message in received:
-        if message.attributes["event_id"] in seen:
-            continue
-        seen.add(message.attributes["event_id"])
-        data = orjson.loads(message.data)
-        if data["document"] is not None:
-            key = orjson.dumps(data["document_key"]).decode()
-            assert data["document"]["seq_no"] > last_seq.get(key, 0), f"order broken for {key}"
-            last_seq[key] = data["document"]["seq_no"]
+    assert_in_document_order(all_delivered(deployment, expected))

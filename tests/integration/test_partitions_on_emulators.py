@@ -26,14 +26,23 @@ from .test_run_end_to_end import CONNECTOR, Deployment, connector, pull_all
 UNITS = ["warehouse", *(f"warehouse.inventory.p{i}of3" for i in range(3))]
 
 
+def partitioned(
+    tmp_path: Path, unique: str, pubsub: gcp_emulators.Emulator, firestore: gcp_emulators.Emulator, *, partitions: int
+) -> Deployment:
+    """A deployment following its JSONL file, with the inventory collection split ``partitions`` ways."""
+    d = Deployment(tmp_path, unique, pubsub, firestore)
+    text = d.config.read_text().replace("jsonl: {path:", "jsonl: {follow: true, path:")
+    d.config.write_text(
+        text.replace("document_type: inventory,", f"document_type: inventory, partitions: {partitions},")
+    )
+    return d
+
+
 @pytest.fixture
 def deployment(
     tmp_path: Path, unique: str, pubsub_emulator: gcp_emulators.Emulator, firestore_emulator: gcp_emulators.Emulator
 ) -> Deployment:
-    d = Deployment(tmp_path, unique, pubsub_emulator, firestore_emulator)
-    text = d.config.read_text().replace("jsonl: {path:", "jsonl: {follow: true, path:")
-    d.config.write_text(text.replace("document_type: inventory,", "document_type: inventory, partitions: 3,"))
-    return d
+    return partitioned(tmp_path, unique, pubsub_emulator, firestore_emulator, partitions=3)
 
 
 def held(port: int) -> int:
@@ -110,6 +119,32 @@ def pull_distinct(subscription: str, want: set[str]) -> list[Any]:
     return received
 
 
+def all_delivered(deployment: Deployment, expected: dict[str, Any]) -> list[Any]:
+    """Every expected event id pulled from its topic's subscription (asserted), all messages returned."""
+    received: list[Any] = []
+    for name, subscription in deployment.subscriptions.items():
+        want = {event_id for event_id, m in expected.items() if m["topic"] == deployment.topics[name]}
+        received += pull_distinct(subscription, want)
+    missing = set(expected) - {m.attributes["event_id"] for m in received}
+    assert not missing, f"{len(missing)} of {len(expected)} events were never published"
+    return received
+
+
+def assert_in_document_order(received: list[Any]) -> None:
+    """First deliveries of each document arrive in ``seq_no`` order (CONTRACT §1)."""
+    last_seq: dict[str, int] = {}
+    seen: set[str] = set()
+    for message in received:
+        if message.attributes["event_id"] in seen:
+            continue
+        seen.add(message.attributes["event_id"])
+        data = orjson.loads(message.data)
+        if data["document"] is not None:
+            key = orjson.dumps(data["document_key"]).decode()
+            assert data["document"]["seq_no"] > last_seq.get(key, 0), f"order broken for {key}"
+            last_seq[key] = data["document"]["seq_no"]
+
+
 def test_units_balance_over_instances_that_come_and_go_and_nothing_is_lost(
     deployment: Deployment, firestore_emulator: gcp_emulators.Emulator, tmp_path: Path
 ) -> None:
@@ -158,21 +193,4 @@ def test_units_balance_over_instances_that_come_and_go_and_nothing_is_lost(
                 process.wait()
 
     assert {stream for stream, _ in store.list()} == set(UNITS)  # one position per unit, none shared
-    received: list[Any] = []
-    for name, subscription in deployment.subscriptions.items():
-        received += pull_distinct(
-            subscription, {i for i, m in expected.items() if m["topic"] == deployment.topics[name]}
-        )
-    missing = set(expected) - {m.attributes["event_id"] for m in received}
-    assert not missing, f"{len(missing)} of {len(expected)} events were never published"
-    last_seq: dict[str, int] = {}
-    seen: set[str] = set()
-    for message in received:
-        if message.attributes["event_id"] in seen:
-            continue
-        seen.add(message.attributes["event_id"])
-        data = orjson.loads(message.data)
-        if data["document"] is not None:
-            key = orjson.dumps(data["document_key"]).decode()
-            assert data["document"]["seq_no"] > last_seq.get(key, 0), f"order broken for {key}"
-            last_seq[key] = data["document"]["seq_no"]
+    assert_in_document_order(all_delivered(deployment, expected))

@@ -15,7 +15,7 @@ from adapters import gcp_emulators
 from adapters.simulator import WorkloadSpec, generate_events
 
 from .test_lease_takeover import append, probe, wait_for
-from .test_partitions_on_emulators import all_checkpointed, pull_distinct
+from .test_partitions_on_emulators import all_checkpointed, all_delivered, partitioned
 from .test_run_end_to_end import CONNECTOR, Deployment, connector
 
 
@@ -23,10 +23,7 @@ from .test_run_end_to_end import CONNECTOR, Deployment, connector
 def deployment(
     tmp_path: Path, unique: str, pubsub_emulator: gcp_emulators.Emulator, firestore_emulator: gcp_emulators.Emulator
 ) -> Deployment:
-    d = Deployment(tmp_path, unique, pubsub_emulator, firestore_emulator)
-    text = d.config.read_text().replace("jsonl: {path:", "jsonl: {follow: true, path:")
-    d.config.write_text(text.replace("document_type: inventory,", "document_type: inventory, partitions: 2,"))
-    return d
+    return partitioned(tmp_path, unique, pubsub_emulator, firestore_emulator, partitions=2)
 
 
 def units_by_worker(port: int) -> dict[str, int]:
@@ -71,9 +68,4 @@ def test_two_workers_share_the_units_and_a_dead_one_is_restarted(
         if supervisor.poll() is None:
             supervisor.kill()
             supervisor.wait()
-    received = []
-    for name, subscription in deployment.subscriptions.items():
-        want = {event_id for event_id, m in expected.items() if m["topic"] == deployment.topics[name]}
-        received += pull_distinct(subscription, want)
-    missing = set(expected) - {m.attributes["event_id"] for m in received}
-    assert not missing, f"{len(missing)} of {len(expected)} events were never published"
+    all_delivered(deployment, expected)
