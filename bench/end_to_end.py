@@ -86,14 +86,7 @@ logging: {{level: INFO}}
 
 
 def rss_sampler(pid: int, samples: list[float], stop: threading.Event) -> None:
-    while not stop.is_set():
-        try:
-            with open(f"/proc/{pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        samples.append(int(line.split()[1]) / 1024)
-        except OSError:
-            return
+    while not stop.is_set() and rss_sampler_once(pid, samples):
         stop.wait(0.2)
 
 
@@ -223,14 +216,16 @@ logging: {{level: ERROR}}
     return series
 
 
-def rss_sampler_once(pid: int, samples: list[float]) -> None:
+def rss_sampler_once(pid: int, samples: list[float]) -> bool:
+    """Append the process's RSS in MB; False once the process is gone."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith("VmRSS:"):
                     samples.append(int(line.split()[1]) / 1024)
     except OSError:
-        return
+        return False
+    return True
 
 
 def latency_test(rate: float, seconds: float) -> list[dict[str, float]]:
